@@ -1,0 +1,107 @@
+//! What a state asks the client to do, as typed data. Each wire dialect renders it.
+
+use serde_json::Value;
+
+use super::def::{Authentication, Channel, FlowKind, Identification, OtpForm};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdentifyOption {
+    pub identification: Identification,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthenticateOption {
+    pub authentication: Authentication,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateOption {
+    pub authentication: Authentication,
+    /// `password_policy` data object for password options.
+    pub password_policy: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Identify {
+        options: Vec<IdentifyOption>,
+    },
+    Authenticate {
+        options: Vec<AuthenticateOption>,
+        device_token_enabled: bool,
+    },
+    CreateAuthenticator {
+        options: Vec<CreateOption>,
+    },
+    ChangePassword {
+        password_policy: Value,
+        force_change_reason: &'static str,
+    },
+    /// A code was sent to verify a claim (`verify_oob_otp_data`).
+    Verify(OtpPrompt),
+    Finished,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtpPrompt {
+    pub channel: Channel,
+    pub otp_form: OtpForm,
+    pub masked_claim_value: String,
+    pub code_length: u32,
+    pub can_resend_at: chrono::DateTime<chrono::Utc>,
+    pub can_check: bool,
+    pub failed_attempt_rate_limit_exceeded: bool,
+}
+
+impl Action {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Action::Identify { .. } => "identify",
+            Action::Authenticate { .. } => "authenticate",
+            Action::CreateAuthenticator { .. } => "create_authenticator",
+            Action::ChangePassword { .. } => "change_password",
+            Action::Verify(_) => "verify",
+            Action::Finished => "finished",
+        }
+    }
+}
+
+/// A cookie the finishing response must set. Values are secrets: no `Debug` of them.
+#[derive(Clone, PartialEq)]
+pub struct CookieEffect {
+    pub name: String,
+    pub value: String,
+    /// `None` = session cookie (no `Max-Age`).
+    pub max_age_seconds: Option<u64>,
+    pub same_site: &'static str,
+    pub http_only: bool,
+    pub secure: bool,
+}
+
+impl std::fmt::Debug for CookieEffect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CookieEffect")
+            .field("name", &self.name)
+            .field("value", &"***")
+            .finish()
+    }
+}
+
+/// The engine's answer to create / input / read: a state and what it asks for.
+#[derive(Debug, Clone)]
+pub struct StateView {
+    pub state_token: String,
+    pub flow_kind: FlowKind,
+    pub flow_name: String,
+    pub action: Action,
+    /// Set when the flow finished: the user and session created or used.
+    pub finished: Option<FinishedFlow>,
+    pub cookies: Vec<CookieEffect>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FinishedFlow {
+    pub user_id: String,
+    pub session_id: Option<String>,
+    pub amr: Vec<String>,
+}

@@ -1,0 +1,17 @@
+//! Flows: the definition tree and the engine that runs it.
+
+pub mod action;
+pub mod def;
+pub mod engine;
+pub mod error;
+mod input;
+pub mod limits;
+pub mod otp;
+pub mod settings;
+mod state;
+mod steps;
+
+pub use action::{Action, CookieEffect, StateView};
+pub use engine::{Engine, EngineDeps, InputError, RequestContext};
+pub use error::{Cause, FlowError, FlowResult};
+pub use settings::EngineSettings;

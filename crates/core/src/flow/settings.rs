@@ -1,0 +1,105 @@
+//! What the engine needs from the configuration, resolved once at start (defaults and
+//! fallbacks applied), so the engine never re-reads YAML-shaped data.
+
+use std::time::Duration;
+
+use crate::credentials::login_id::LoginIdRules;
+use crate::credentials::password::{HashingParams, PasswordPolicy};
+use super::otp::OtpSettings;
+use crate::model::LoginIdType;
+
+#[derive(Debug, Clone)]
+pub struct LoginIdKey {
+    /// `identity.login_id.keys[].key`.
+    pub key: String,
+    pub login_id_type: LoginIdType,
+    pub rules: LoginIdRules,
+}
+
+/// A resolved, enabled rate limit: a bucket of `burst` tokens refilled per `period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub period: Duration,
+    pub burst: u32,
+}
+
+/// Every limit the password flows use. `None` = off.
+#[derive(Debug, Clone, Default)]
+pub struct RateLimits {
+    pub api_per_ip: Option<Limit>,
+    pub password_per_ip: Option<Limit>,
+    pub password_per_user_per_ip: Option<Limit>,
+    pub account_enumeration_per_ip: Option<Limit>,
+    pub signup_per_ip: Option<Limit>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub lifetime: Duration,
+    pub idle_timeout: Option<Duration>,
+    pub cookie_name: String,
+    /// Cookie without `Max-Age`.
+    pub use_session_cookie: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub login_id_keys: Vec<LoginIdKey>,
+    pub password_policy: PasswordPolicy,
+    /// `authenticator.password.force_change`.
+    pub force_change_on_policy_violation: bool,
+    /// `authenticator.password.expiry.force_change` duration when enabled.
+    pub password_expiry: Option<Duration>,
+    pub hashing: HashingParams,
+    pub public_signup_disabled: bool,
+    pub rate_limits: RateLimits,
+    pub session: SessionSettings,
+    /// Lifetime of a state token, and of a flow after its newest state (spec 5).
+    pub state_ttl: Duration,
+    /// `Secure` on cookies (public origin is https).
+    pub secure_cookies: bool,
+    /// Claim verification codes by email / by SMS.
+    pub verification_email: OtpSettings,
+    pub verification_sms: OtpSettings,
+}
+
+impl EngineSettings {
+    /// The first key of a login ID type (`identification: email` uses it).
+    pub fn key_of_type(&self, t: LoginIdType) -> Option<&LoginIdKey> {
+        self.login_id_keys.iter().find(|k| k.login_id_type == t)
+    }
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        use crate::credentials::login_id::EmailRules;
+        EngineSettings {
+            login_id_keys: vec![LoginIdKey {
+                key: "email".into(),
+                login_id_type: LoginIdType::Email,
+                rules: LoginIdRules::Email(EmailRules {
+                    case_sensitive: false,
+                    block_plus_sign: false,
+                    ignore_dot_sign: false,
+                    max_length: 320,
+                }),
+            }],
+            password_policy: PasswordPolicy::default(),
+            force_change_on_policy_violation: true,
+            password_expiry: None,
+            hashing: HashingParams::default(),
+            public_signup_disabled: false,
+            rate_limits: RateLimits::default(),
+            session: SessionSettings {
+                lifetime: Duration::from_secs(31_449_600),
+                idle_timeout: Some(Duration::from_secs(2_592_000)),
+                cookie_name: "session".into(),
+                use_session_cookie: false,
+            },
+            state_ttl: Duration::from_secs(20 * 60),
+            secure_cookies: false,
+            verification_email: OtpSettings::default(),
+            verification_sms: OtpSettings::default(),
+        }
+    }
+}

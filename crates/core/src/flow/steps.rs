@@ -1,0 +1,1016 @@
+//! Per-step behaviour: what happens on entering a step, how it consumes an input, and
+//! how it renders its action.
+
+use serde_json::{Value, json};
+
+use super::action::{Action, AuthenticateOption, CreateOption, IdentifyOption, OtpPrompt};
+use super::def::{
+    Authentication, BranchOption, Channel, FlowDef, FlowKind, Identification, OtpForm, StepDef,
+    StepType,
+};
+use super::otp::{CodeCheck, OtpSettings, Purpose};
+use super::engine::{Engine, RequestContext};
+use super::error::{Cause, FlowError, FlowResult};
+use super::input::{Fit, choice, max_length_cause, string_member};
+use super::limits::Bucket;
+use super::state::{FlowState, Identified, PasswordUse, complete_step, current_step};
+use crate::credentials::login_id::{self, LoginIdProblem, NormalizedLoginId};
+use crate::credentials::password::{
+    MAX_PASSWORD_BYTES, PasswordCheck, PolicyViolation, check_policy, policy_json,
+};
+use crate::credentials::token;
+use crate::model::{
+    Authenticator, AuthenticatorKind, AuthenticatorType, DEFAULT_ORG_ID, Identity, LoginIdType,
+    PasswordHistoryEntry, VerifiedClaim,
+};
+
+/// What entering a step decided.
+pub enum Entered {
+    NeedsInput,
+    /// The step is complete without input, having chosen this branch (if any).
+    Done(Option<usize>),
+}
+
+/// Whether the current step took the input.
+pub enum Consumed {
+    Yes,
+    Misfit(Vec<Cause>),
+}
+
+pub async fn on_enter(
+    engine: &Engine,
+    _flow: &FlowDef,
+    step: &StepDef,
+    state: &mut FlowState,
+) -> FlowResult<Entered> {
+    match step.step_type {
+        StepType::Verify => enter_verify(engine, step, state).await,
+        StepType::Identify => Ok(Entered::NeedsInput),
+        StepType::Authenticate => {
+            if !authenticate_options(engine, step, state).await?.is_empty() {
+                Ok(Entered::NeedsInput)
+            } else if step.optional {
+                Ok(Entered::Done(None))
+            } else {
+                Err(FlowError::NoAuthenticator)
+            }
+        }
+        StepType::CreateAuthenticator => {
+            if create_options(engine, step).is_empty() {
+                Err(FlowError::InvalidFlowConfig(
+                    "create_authenticator step has no usable option".into(),
+                ))
+            } else {
+                Ok(Entered::NeedsInput)
+            }
+        }
+        StepType::CheckAccountStatus => check_account_status(engine, state).await,
+        // Skipped in v1 (spec 8.18).
+        StepType::TerminateOtherSessions => Ok(Entered::Done(None)),
+        StepType::ChangePassword => match force_change_reason(step, state) {
+            Some(_) => Ok(Entered::NeedsInput),
+            None => Ok(Entered::Done(None)),
+        },
+        other => Err(FlowError::InvalidFlowConfig(format!(
+            "step type {} is not implemented yet",
+            other.as_str()
+        ))),
+    }
+}
+
+pub async fn consume(
+    engine: &Engine,
+    ctx: &RequestContext,
+    flow: &FlowDef,
+    step: &StepDef,
+    state: &mut FlowState,
+    input: &Value,
+) -> FlowResult<Consumed> {
+    match step.step_type {
+        StepType::Identify => identify(engine, ctx, flow, step, state, input).await,
+        StepType::Authenticate => authenticate(engine, ctx, flow, step, state, input).await,
+        StepType::CreateAuthenticator => create_authenticator(engine, flow, step, state, input).await,
+        StepType::ChangePassword => change_password(engine, flow, step, state, input).await,
+        StepType::Verify => verify(engine, ctx, flow, step, state, input).await,
+        _ => Ok(Consumed::Misfit(Vec::new())),
+    }
+}
+
+pub async fn render(engine: &Engine, step: &StepDef, state: &FlowState) -> FlowResult<Action> {
+    Ok(match step.step_type {
+        StepType::Identify => Action::Identify {
+            options: identify_options(engine, step)
+                .into_iter()
+                .map(|(_, identification)| IdentifyOption { identification })
+                .collect(),
+        },
+        StepType::Authenticate => Action::Authenticate {
+            options: authenticate_options(engine, step, state)
+                .await?
+                .into_iter()
+                .map(|o| AuthenticateOption {
+                    authentication: o.authentication,
+                })
+                .collect(),
+            device_token_enabled: false,
+        },
+        StepType::CreateAuthenticator => Action::CreateAuthenticator {
+            options: create_options(engine, step)
+                .into_iter()
+                .map(|(_, authentication)| CreateOption {
+                    authentication,
+                    password_policy: Some(policy_json(&engine.settings.password_policy)),
+                })
+                .collect(),
+        },
+        StepType::ChangePassword => Action::ChangePassword {
+            password_policy: policy_json(&engine.settings.password_policy),
+            force_change_reason: match force_change_reason(step, state) {
+                Some("expiry") => "expiry",
+                _ => "policy",
+            },
+        },
+        StepType::Verify => Action::Verify(verify_prompt(engine, step, state).await?),
+        other => {
+            return Err(FlowError::InvalidFlowConfig(format!(
+                "step type {} is not implemented yet",
+                other.as_str()
+            )));
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// identify
+
+fn identification_type(i: Identification) -> Option<LoginIdType> {
+    match i {
+        Identification::Email => Some(LoginIdType::Email),
+        Identification::Phone => Some(LoginIdType::Phone),
+        Identification::Username => Some(LoginIdType::Username),
+        _ => None,
+    }
+}
+
+/// Branches offered by an identify step: login ID types with a configured key.
+fn identify_options(engine: &Engine, step: &StepDef) -> Vec<(usize, Identification)> {
+    step.branches
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| match b.option {
+            BranchOption::Identification(id) => identification_type(id)
+                .filter(|t| engine.settings.key_of_type(*t).is_some())
+                .map(|_| (i, id)),
+            BranchOption::Authentication(_) => None,
+        })
+        .collect()
+}
+
+async fn identify(
+    engine: &Engine,
+    ctx: &RequestContext,
+    flow: &FlowDef,
+    step: &StepDef,
+    state: &mut FlowState,
+    input: &Value,
+) -> FlowResult<Consumed> {
+    let options = identify_options(engine, step);
+    let names: Vec<&str> = options.iter().map(|(_, i)| i.as_str()).collect();
+    let chosen = match choice(input, "identification", &names) {
+        Fit::Fits(v) => v,
+        Fit::Misfit(causes) => return Ok(Consumed::Misfit(causes)),
+    };
+    let login_id = match string_member(input, "login_id") {
+        Ok(v) => v,
+        Err(causes) => return Ok(Consumed::Misfit(causes)),
+    };
+    let (branch, identification) = options
+        .into_iter()
+        .find(|(_, i)| i.as_str() == chosen)
+        .expect("chosen among options");
+    let login_id_type = identification_type(identification).expect("login ID option");
+    match state.kind {
+        FlowKind::Signup | FlowKind::Promote => {
+            identify_new(engine, step, state, login_id_type, login_id).await?;
+        }
+        FlowKind::SignupLogin => {
+            return switch_signup_login(engine, ctx, step, branch, state, login_id_type, input)
+                .await;
+        }
+        _ => identify_existing(engine, ctx, step, state, login_id_type, login_id).await?,
+    }
+    complete_step(flow, &mut state.cursor, Some(branch));
+    Ok(Consumed::Yes)
+}
+
+/// Signup: normalize and check the new login ID, refuse one that is taken.
+async fn identify_new(
+    engine: &Engine,
+    step: &StepDef,
+    state: &mut FlowState,
+    login_id_type: LoginIdType,
+    login_id: &str,
+) -> FlowResult<()> {
+    let key = engine
+        .settings
+        .key_of_type(login_id_type)
+        .ok_or_else(|| FlowError::InvalidFlowConfig("no login ID key".into()))?;
+    let normalized = login_id::normalize_for_signup(&key.rules, login_id)
+        .map_err(|p| invalid_login_id(login_id_type, p))?;
+    let taken_here = state.pending.identities.iter().any(|i| {
+        i.login_id_key == key.key && i.unique_key == normalized.unique_key
+    });
+    let taken = engine
+        .db
+        .find_identity(DEFAULT_ORG_ID, &key.key, &normalized.unique_key)
+        .await?;
+    if taken_here || taken.is_some() {
+        return Err(FlowError::DuplicatedIdentity {
+            login_id_type_incoming: login_id_type.as_str(),
+            login_id_type_existing: login_id_type.as_str(),
+        });
+    }
+    let user_id = match &state.user_id {
+        Some(id) => id.clone(),
+        None => {
+            let id = token::random_id(&*engine.rng);
+            state.user_id = Some(id.clone());
+            state.is_new_user = true;
+            id
+        }
+    };
+    state.pending.identities.push(Identity {
+        id: token::random_id(&*engine.rng),
+        user_id,
+        org_id: DEFAULT_ORG_ID.to_string(),
+        login_id_key: key.key.clone(),
+        login_id_type,
+        original: normalized.original.clone(),
+        normalized: normalized.normalized.clone(),
+        unique_key: normalized.unique_key.clone(),
+        created_at: engine.clock.now(),
+    });
+    record_identified(state, step, login_id_type, &key.key, normalized);
+    Ok(())
+}
+
+fn record_identified(
+    state: &mut FlowState,
+    step: &StepDef,
+    login_id_type: LoginIdType,
+    key: &str,
+    value: NormalizedLoginId,
+) {
+    state.identified.push(Identified {
+        step_name: step.name.clone(),
+        login_id_type,
+        login_id_key: key.to_string(),
+        original: value.original,
+        normalized: value.normalized,
+        unique_key: value.unique_key,
+    });
+}
+
+fn invalid_login_id(t: LoginIdType, problem: LoginIdProblem) -> FlowError {
+    let cause = match problem {
+        LoginIdProblem::Format(format) => {
+            Cause::new("/login_id", "format", json!({"format": format}))
+        }
+        LoginIdProblem::Blocked(reason) => {
+            Cause::new("/login_id", "blocked", json!({"reason": reason}))
+        }
+        LoginIdProblem::MaxLength { expected, actual } => {
+            max_length_cause("login_id", expected, actual)
+        }
+    };
+    let _ = t;
+    FlowError::ValidationFailed {
+        message: "invalid login ID",
+        causes: vec![cause],
+    }
+}
+
+/// Find the identity of a login ID by value, against every configured key (17.2).
+async fn lookup_login_id(
+    engine: &Engine,
+    login_id: &str,
+) -> FlowResult<Option<(Identity, NormalizedLoginId)>> {
+    for key in &engine.settings.login_id_keys {
+        let normalized = login_id::normalize_for_lookup(&key.rules, login_id);
+        if let Some(identity) = engine
+            .db
+            .find_identity(DEFAULT_ORG_ID, &key.key, &normalized.unique_key)
+            .await?
+        {
+            return Ok(Some((identity, normalized)));
+        }
+    }
+    Ok(None)
+}
+
+fn enumeration_bucket(engine: &Engine, ctx: &RequestContext) -> Option<Bucket> {
+    engine
+        .settings
+        .rate_limits
+        .account_enumeration_per_ip
+        .map(|limit| {
+            Bucket::new(
+                "AccountEnumerationPerIP",
+                &ctx.ip,
+                limit,
+                Some((
+                    "authentication.account_enumeration.per_ip",
+                    "authentication.account_enumeration",
+                )),
+            )
+        })
+}
+
+/// Login: the login ID must belong to a user. Unknown IDs count toward the per-IP
+/// account-enumeration limit; once it is exhausted they answer `RateLimited`.
+async fn identify_existing(
+    engine: &Engine,
+    ctx: &RequestContext,
+    step: &StepDef,
+    state: &mut FlowState,
+    login_id_type: LoginIdType,
+    login_id: &str,
+) -> FlowResult<()> {
+    let Some((identity, normalized)) = lookup_login_id(engine, login_id).await? else {
+        // Only misses count: concurrent logins of real users never exhaust the bucket.
+        if let Some(b) = enumeration_bucket(engine, ctx) {
+            engine.limiter.take(&b).await?;
+        }
+        return Err(FlowError::UserNotFound {
+            login_id_type: login_id_type.as_str(),
+            existing_identities: Vec::new(),
+        });
+    };
+    state.user_id = Some(identity.user_id.clone());
+    record_identified(
+        state,
+        step,
+        identity.login_id_type,
+        &identity.login_id_key,
+        normalized,
+    );
+    Ok(())
+}
+
+/// `signup_login`: continue in the branch's login flow when the login ID is known, else
+/// in its signup flow; the same input is fed again to the new flow (spec 6.5).
+async fn switch_signup_login(
+    engine: &Engine,
+    ctx: &RequestContext,
+    step: &StepDef,
+    branch: usize,
+    state: &mut FlowState,
+    login_id_type: LoginIdType,
+    input: &Value,
+) -> FlowResult<Consumed> {
+    let login_id = input
+        .get("login_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let branch_def = &step.branches[branch];
+    let exists = lookup_login_id(engine, login_id).await?.is_some();
+    let target = if exists {
+        let name = branch_def.login_flow.as_deref().unwrap_or("default");
+        engine.resolve_flow(FlowKind::Login, name)?
+    } else {
+        let Some(name) = branch_def.signup_flow.as_deref() else {
+            return Err(FlowError::UserNotFound {
+                login_id_type: login_id_type.as_str(),
+                existing_identities: Vec::new(),
+            });
+        };
+        engine.resolve_flow(FlowKind::Signup, name)?
+    };
+    state.switch_to(target);
+    engine.run_automatic_steps(state).await?;
+    let step = current_step(target, &state.cursor).ok_or_else(invalid_switch)?;
+    if step.step_type != StepType::Identify {
+        return Err(invalid_switch());
+    }
+    match Box::pin(identify(engine, ctx, target, step, state, input)).await? {
+        Consumed::Yes => Ok(Consumed::Yes),
+        Consumed::Misfit(_) => Err(invalid_switch()),
+    }
+}
+
+fn invalid_switch() -> FlowError {
+    FlowError::InvalidFlowConfig(
+        "signup_login target flow does not start with a matching identify step".into(),
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// authenticate
+
+/// An option of an authenticate step, with the branch it selects.
+pub struct AuthOption {
+    pub authentication: Authentication,
+    pub branch: usize,
+    pub authenticator_id: Option<String>,
+}
+
+async fn user_authenticators(engine: &Engine, state: &FlowState) -> FlowResult<Vec<Authenticator>> {
+    let Some(user_id) = &state.user_id else {
+        return Ok(Vec::new());
+    };
+    let mut list = if state.is_new_user {
+        Vec::new()
+    } else {
+        engine.db.list_authenticators(user_id).await?
+    };
+    list.extend(state.pending.authenticators.iter().cloned());
+    Ok(list)
+}
+
+fn find_authenticator<'a>(
+    list: &'a [Authenticator],
+    kind: AuthenticatorKind,
+    t: AuthenticatorType,
+    state: &FlowState,
+) -> Option<&'a Authenticator> {
+    list.iter().find(|a| {
+        a.kind == kind && a.authenticator_type == t && !state.used_authenticator_ids.contains(&a.id)
+    })
+}
+
+/// Options of an authenticate step for this user (spec 8.4). Authentications whose
+/// feature is not built yet are never offered.
+pub async fn authenticate_options(
+    engine: &Engine,
+    step: &StepDef,
+    state: &FlowState,
+) -> FlowResult<Vec<AuthOption>> {
+    let authenticators = user_authenticators(engine, state).await?;
+    let mut options = Vec::new();
+    for (i, branch) in step.branches.iter().enumerate() {
+        let BranchOption::Authentication(a) = branch.option else {
+            continue;
+        };
+        let offered = match a {
+            Authentication::PrimaryPassword => (!state.used_primary_password).then(|| {
+                find_authenticator(
+                    &authenticators,
+                    AuthenticatorKind::Primary,
+                    AuthenticatorType::Password,
+                    state,
+                )
+                .map(|x| x.id.clone())
+            }),
+            Authentication::SecondaryPassword => find_authenticator(
+                &authenticators,
+                AuthenticatorKind::Secondary,
+                AuthenticatorType::Password,
+                state,
+            )
+            .map(|x| Some(x.id.clone())),
+            _ => None,
+        };
+        if let Some(authenticator_id) = offered {
+            options.push(AuthOption {
+                authentication: a,
+                branch: i,
+                authenticator_id,
+            });
+        }
+    }
+    Ok(options)
+}
+
+fn password_buckets(engine: &Engine, ctx: &RequestContext, user_id: &str) -> Vec<Bucket> {
+    let limits = &engine.settings.rate_limits;
+    let mut buckets = Vec::new();
+    if let Some(limit) = limits.password_per_ip {
+        buckets.push(Bucket::new(
+            "VerifyPasswordPerIP",
+            &ctx.ip,
+            limit,
+            Some(("authentication.password.per_ip", "authentication.password")),
+        ));
+    }
+    if let Some(limit) = limits.password_per_user_per_ip {
+        buckets.push(Bucket::new(
+            "VerifyPasswordPerUserPerIP",
+            &format!("{user_id}:{}", ctx.ip),
+            limit,
+            Some((
+                "authentication.password.per_user_per_ip",
+                "authentication.password",
+            )),
+        ));
+    }
+    buckets
+}
+
+fn password_member(input: &Value, key: &str) -> Result<String, Vec<Cause>> {
+    let value = string_member(input, key)?;
+    if value.len() > MAX_PASSWORD_BYTES {
+        return Err(vec![max_length_cause(key, MAX_PASSWORD_BYTES, value.len())]);
+    }
+    Ok(value.to_string())
+}
+
+async fn authenticate(
+    engine: &Engine,
+    ctx: &RequestContext,
+    flow: &FlowDef,
+    step: &StepDef,
+    state: &mut FlowState,
+    input: &Value,
+) -> FlowResult<Consumed> {
+    let options = authenticate_options(engine, step, state).await?;
+    let names: Vec<&str> = options.iter().map(|o| o.authentication.as_str()).collect();
+    let chosen = match choice(input, "authentication", &names) {
+        Fit::Fits(v) => v,
+        Fit::Misfit(causes) => return Ok(Consumed::Misfit(causes)),
+    };
+    let option = options
+        .into_iter()
+        .find(|o| o.authentication.as_str() == chosen)
+        .expect("chosen among options");
+    let password = match password_member(input, "password") {
+        Ok(p) => p,
+        Err(causes) => return Ok(Consumed::Misfit(causes)),
+    };
+    verify_password(engine, ctx, step, state, &option, password).await?;
+    complete_step(flow, &mut state.cursor, Some(option.branch));
+    Ok(Consumed::Yes)
+}
+
+async fn verify_password(
+    engine: &Engine,
+    ctx: &RequestContext,
+    step: &StepDef,
+    state: &mut FlowState,
+    option: &AuthOption,
+    password: String,
+) -> FlowResult<()> {
+    let user_id = state.user_id.clone().unwrap_or_default();
+    let buckets = password_buckets(engine, ctx, &user_id);
+    engine.limiter.take_all(&buckets).await?;
+    let authenticators = user_authenticators(engine, state).await?;
+    let stored = option
+        .authenticator_id
+        .as_ref()
+        .and_then(|id| authenticators.iter().find(|a| &a.id == id))
+        .cloned();
+    let hasher = engine.hasher.clone();
+    let hash = stored
+        .as_ref()
+        .and_then(|a| a.password_hash().map(str::to_string));
+    let pw = password.clone();
+    let check = tokio::task::spawn_blocking(move || match hash {
+        Some(h) => hasher.verify(&pw, &h),
+        None => {
+            hasher.dummy_verify(&pw);
+            PasswordCheck::Mismatch
+        }
+    })
+    .await
+    .map_err(|e| FlowError::Unexpected(format!("password check task: {e}")))?;
+    let (PasswordCheck::Match { needs_rehash }, Some(authenticator)) = (check, stored) else {
+        return Err(FlowError::InvalidCredentials {
+            authentication_type: "password",
+        });
+    };
+    engine.limiter.give_back_all(&buckets).await?;
+    if needs_rehash {
+        let new_hash = hash_password(engine, password.clone()).await?;
+        state
+            .pending
+            .authenticator_updates
+            .push((authenticator.id.clone(), json!({"password_hash": new_hash})));
+    }
+    record_password_use(engine, step, state, &authenticator, &password);
+    Ok(())
+}
+
+fn record_password_use(
+    engine: &Engine,
+    step: &StepDef,
+    state: &mut FlowState,
+    authenticator: &Authenticator,
+    password: &str,
+) {
+    let settings = &engine.settings;
+    let breaks_policy = settings.force_change_on_policy_violation
+        && !check_policy(&settings.password_policy, password, &[]).is_empty();
+    let expired = settings.password_expiry.is_some_and(|max_age| {
+        let age = engine.clock.now() - authenticator.updated_at;
+        age.to_std().unwrap_or_default() > max_age
+    });
+    let reason = if breaks_policy {
+        Some("policy")
+    } else if expired {
+        Some("expiry")
+    } else {
+        None
+    };
+    state.used_authenticator_ids.push(authenticator.id.clone());
+    if authenticator.kind == AuthenticatorKind::Primary {
+        state.used_primary_password = true;
+    }
+    if !state.amr.iter().any(|m| m == "pwd") {
+        state.amr.push("pwd".into());
+    }
+    state.password_uses.push(PasswordUse {
+        step_name: step.name.clone(),
+        authenticator_id: authenticator.id.clone(),
+        force_change_reason: reason.map(str::to_string),
+    });
+}
+
+async fn hash_password(engine: &Engine, password: String) -> FlowResult<String> {
+    let hasher = engine.hasher.clone();
+    let rng = engine.rng.clone();
+    tokio::task::spawn_blocking(move || hasher.hash(&password, &*rng))
+        .await
+        .map_err(|e| FlowError::Unexpected(format!("password hash task: {e}")))
+}
+
+async fn check_account_status(engine: &Engine, state: &FlowState) -> FlowResult<Entered> {
+    if state.is_new_user {
+        return Ok(Entered::Done(None));
+    }
+    let Some(user_id) = &state.user_id else {
+        return Ok(Entered::Done(None));
+    };
+    match engine.db.get_user(user_id).await? {
+        Some(user) if user.disabled => Err(FlowError::DisabledUser {
+            reason: user.disabled_reason,
+        }),
+        _ => Ok(Entered::Done(None)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// create_authenticator, change_password
+
+fn create_options(_engine: &Engine, step: &StepDef) -> Vec<(usize, Authentication)> {
+    step.branches
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| match b.option {
+            BranchOption::Authentication(
+                a @ (Authentication::PrimaryPassword | Authentication::SecondaryPassword),
+            ) => Some((i, a)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Login IDs of this flow, which zxcvbn treats as easy to guess in a password.
+fn user_inputs(state: &FlowState) -> Vec<&str> {
+    state
+        .identified
+        .iter()
+        .map(|i| i.normalized.as_str())
+        .collect()
+}
+
+fn enforce_policy(engine: &Engine, state: &FlowState, password: &str) -> FlowResult<()> {
+    let violations = check_policy(&engine.settings.password_policy, password, &user_inputs(state));
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(FlowError::PasswordPolicyViolated(violations))
+    }
+}
+
+async fn create_authenticator(
+    engine: &Engine,
+    flow: &FlowDef,
+    step: &StepDef,
+    state: &mut FlowState,
+    input: &Value,
+) -> FlowResult<Consumed> {
+    let options = create_options(engine, step);
+    let names: Vec<&str> = options.iter().map(|(_, a)| a.as_str()).collect();
+    let chosen = match choice(input, "authentication", &names) {
+        Fit::Fits(v) => v,
+        Fit::Misfit(causes) => return Ok(Consumed::Misfit(causes)),
+    };
+    let (branch, authentication) = options
+        .into_iter()
+        .find(|(_, a)| a.as_str() == chosen)
+        .expect("chosen among options");
+    let password = match password_member(input, "new_password") {
+        Ok(p) => p,
+        Err(causes) => return Ok(Consumed::Misfit(causes)),
+    };
+    enforce_policy(engine, state, &password)?;
+    let hash = hash_password(engine, password).await?;
+    let user_id = state
+        .user_id
+        .clone()
+        .ok_or_else(|| FlowError::InvalidFlowConfig("create_authenticator before identify".into()))?;
+    let now = engine.clock.now();
+    let kind = if authentication == Authentication::PrimaryPassword {
+        AuthenticatorKind::Primary
+    } else {
+        AuthenticatorKind::Secondary
+    };
+    state.pending.authenticators.push(Authenticator {
+        id: token::random_id(&*engine.rng),
+        user_id: user_id.clone(),
+        kind,
+        authenticator_type: AuthenticatorType::Password,
+        data: json!({"password_hash": hash}),
+        created_at: now,
+        updated_at: now,
+    });
+    state.pending.password_history.push(PasswordHistoryEntry {
+        user_id,
+        password_hash: hash,
+        created_at: now,
+    });
+    complete_step(flow, &mut state.cursor, Some(branch));
+    Ok(Consumed::Yes)
+}
+
+fn force_change_reason<'a>(step: &StepDef, state: &'a FlowState) -> Option<&'a str> {
+    let target = step.target_step.as_deref()?;
+    state
+        .password_uses
+        .iter()
+        .rev()
+        .find(|u| u.step_name.as_deref() == Some(target))
+        .and_then(|u| u.force_change_reason.as_deref())
+}
+
+async fn change_password(
+    engine: &Engine,
+    flow: &FlowDef,
+    step: &StepDef,
+    state: &mut FlowState,
+    input: &Value,
+) -> FlowResult<Consumed> {
+    let password = match password_member(input, "new_password") {
+        Ok(p) => p,
+        Err(causes) => return Ok(Consumed::Misfit(causes)),
+    };
+    let target = step.target_step.clone().unwrap_or_default();
+    let Some(used) = state
+        .password_uses
+        .iter()
+        .rev()
+        .find(|u| u.step_name.as_deref() == Some(target.as_str()))
+        .cloned()
+    else {
+        return Ok(Consumed::Misfit(Vec::new()));
+    };
+    enforce_policy(engine, state, &password)?;
+    refuse_reused_password(engine, state, &used.authenticator_id, &password).await?;
+    let hash = hash_password(engine, password).await?;
+    let now = engine.clock.now();
+    state
+        .pending
+        .authenticator_updates
+        .push((used.authenticator_id.clone(), json!({"password_hash": hash})));
+    state.pending.password_history.push(PasswordHistoryEntry {
+        user_id: state.user_id.clone().unwrap_or_default(),
+        password_hash: hash,
+        created_at: now,
+    });
+    if let Some(u) = state
+        .password_uses
+        .iter_mut()
+        .rev()
+        .find(|u| u.step_name.as_deref() == Some(target.as_str()))
+    {
+        u.force_change_reason = None;
+    }
+    complete_step(flow, &mut state.cursor, None);
+    Ok(Consumed::Yes)
+}
+
+/// The current password is always refused; with history on, so are recent ones.
+async fn refuse_reused_password(
+    engine: &Engine,
+    state: &FlowState,
+    authenticator_id: &str,
+    password: &str,
+) -> FlowResult<()> {
+    let policy = &engine.settings.password_policy;
+    let mut hashes: Vec<String> = user_authenticators(engine, state)
+        .await?
+        .iter()
+        .filter(|a| a.id == authenticator_id)
+        .filter_map(|a| a.password_hash().map(str::to_string))
+        .collect();
+    if policy.history_enabled()
+        && let Some(user_id) = &state.user_id
+    {
+        let now = engine.clock.now();
+        let days = chrono::Duration::days(i64::from(policy.history_days));
+        let size = policy.history_size.max(1);
+        let limit = if policy.history_days > 0 { 1000 } else { size };
+        let history = engine.db.list_password_history(user_id, limit).await?;
+        hashes.extend(history.into_iter().enumerate().filter_map(|(i, h)| {
+            let in_size = (i as u32) < policy.history_size;
+            let in_days = policy.history_days > 0 && now - h.created_at <= days;
+            (in_size || in_days).then_some(h.password_hash)
+        }));
+    }
+    let hasher = engine.hasher.clone();
+    let pw = password.to_string();
+    let reused = tokio::task::spawn_blocking(move || {
+        hashes
+            .iter()
+            .any(|h| matches!(hasher.verify(&pw, h), PasswordCheck::Match { .. }))
+    })
+    .await
+    .map_err(|e| FlowError::Unexpected(format!("password history task: {e}")))?;
+    if reused {
+        return Err(FlowError::PasswordPolicyViolated(vec![PolicyViolation::Reused {
+            history_size: policy.history_size,
+            history_days: policy.history_days,
+        }]));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// verify (claim verification by code, spec 8.9)
+
+/// The claim a verify step verifies: `(claim name, value, channel)`, or `None` when its
+/// target has no email or phone (a username), so the step is skipped.
+fn verify_target(step: &StepDef, state: &FlowState) -> FlowResult<Option<(&'static str, String, Channel)>> {
+    let name = step.target_step.as_deref().unwrap_or_default();
+    let identified = state
+        .identified_in_step(name)
+        .ok_or_else(|| FlowError::InvalidTargetStep(name.to_string()))?;
+    Ok(match identified.login_id_type {
+        LoginIdType::Email => Some(("email", identified.normalized.clone(), Channel::Email)),
+        LoginIdType::Phone => Some(("phone_number", identified.normalized.clone(), Channel::Sms)),
+        LoginIdType::Username => None,
+    })
+}
+
+async fn is_verified(engine: &Engine, state: &FlowState, claim: &str, value: &str) -> FlowResult<bool> {
+    if state
+        .pending
+        .verified_claims
+        .iter()
+        .any(|c| c.name == claim && c.value == value)
+    {
+        return Ok(true);
+    }
+    match (&state.user_id, state.is_new_user) {
+        (Some(user_id), false) => Ok(engine
+            .db
+            .list_verified_claims(user_id)
+            .await?
+            .iter()
+            .any(|c| c.name == claim && c.value == value)),
+        _ => Ok(false),
+    }
+}
+
+fn otp_settings(engine: &Engine, channel: Channel) -> OtpSettings {
+    match channel {
+        Channel::Email => engine.settings.verification_email,
+        Channel::Sms | Channel::Whatsapp => engine.settings.verification_sms,
+    }
+}
+
+fn cooldown_bucket(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Email => "VerificationCooldownEmail",
+        Channel::Sms => "VerificationCooldownSMS",
+        Channel::Whatsapp => "VerificationCooldownWhatsapp",
+    }
+}
+
+async fn enter_verify(engine: &Engine, step: &StepDef, state: &mut FlowState) -> FlowResult<Entered> {
+    let Some((claim, value, channel)) = verify_target(step, state)? else {
+        return Ok(Entered::Done(None));
+    };
+    if is_verified(engine, state, claim, &value).await? {
+        return Ok(Entered::Done(None));
+    }
+    // Entering sends a code once; re-evaluating the same state sends nothing.
+    if state.code_sent_at.as_ref() != Some(&state.cursor) {
+        let settings = otp_settings(engine, channel);
+        engine
+            .otp
+            .send_code(Purpose::Verification, channel, &value, &state.flow_id, settings)
+            .await?;
+        state.code_sent_at = Some(state.cursor.clone());
+    }
+    Ok(Entered::NeedsInput)
+}
+
+fn mask(channel: Channel, value: &str) -> String {
+    match channel {
+        Channel::Email => crate::credentials::mask::mask_email(value),
+        Channel::Sms | Channel::Whatsapp => crate::credentials::mask::mask_phone(value),
+    }
+}
+
+async fn verify_prompt(engine: &Engine, step: &StepDef, state: &FlowState) -> FlowResult<OtpPrompt> {
+    let (_, value, channel) = verify_target(step, state)?
+        .ok_or_else(|| FlowError::InvalidTargetStep("verify target has no claim".into()))?;
+    let status = engine
+        .otp
+        .status(Purpose::Verification, &value, otp_settings(engine, channel))
+        .await?;
+    Ok(OtpPrompt {
+        channel,
+        otp_form: OtpForm::Code,
+        masked_claim_value: mask(channel, &value),
+        code_length: 6,
+        can_resend_at: status.can_resend_at,
+        can_check: false,
+        failed_attempt_rate_limit_exceeded: status.failed_attempt_rate_limit_exceeded,
+    })
+}
+
+async fn verify(
+    engine: &Engine,
+    _ctx: &RequestContext,
+    flow: &FlowDef,
+    step: &StepDef,
+    state: &mut FlowState,
+    input: &Value,
+) -> FlowResult<Consumed> {
+    let (claim, value, channel) = verify_target(step, state)?
+        .ok_or_else(|| FlowError::InvalidTargetStep("verify target has no claim".into()))?;
+    let settings = otp_settings(engine, channel);
+    let code = input.get("code");
+    let resend = input.get("resend");
+    match (code, resend) {
+        (Some(_), Some(_)) => Ok(Consumed::Misfit(vec![Cause::new(
+            "",
+            "oneOf",
+            json!({"expected": ["code", "resend"]}),
+        )])),
+        (None, Some(Value::Bool(true))) => {
+            engine
+                .otp
+                .resend_code(
+                    Purpose::Verification,
+                    channel,
+                    &value,
+                    &state.flow_id,
+                    settings,
+                    cooldown_bucket(channel),
+                )
+                .await?;
+            state.code_sent_at = Some(state.cursor.clone());
+            Ok(Consumed::Yes)
+        }
+        (None, Some(other)) => Ok(Consumed::Misfit(vec![Cause::new(
+            "/resend",
+            "const",
+            json!({"expected": true, "actual": other}),
+        )])),
+        (None, None) => Ok(Consumed::Misfit(vec![
+            super::input::required_cause(input, &["code"]).expect("code is missing"),
+        ])),
+        (Some(_), None) => {
+            let code = match string_member(input, "code") {
+                Ok(c) => c,
+                Err(causes) => return Ok(Consumed::Misfit(causes)),
+            };
+            match engine
+                .otp
+                .check_code(Purpose::Verification, &value, code, settings)
+                .await?
+            {
+                CodeCheck::Valid => {}
+                CodeCheck::Wrong => {
+                    return Err(FlowError::InvalidVerificationCode {
+                        cause_kind: "InvalidVerificationCode",
+                    });
+                }
+                CodeCheck::NotFound => {
+                    return Err(FlowError::InvalidVerificationCode {
+                        cause_kind: "CodeNotFound",
+                    });
+                }
+                CodeCheck::Revoked => {
+                    return Err(FlowError::RateLimited(super::error::RateLimitHit {
+                        bucket_name: "TrackFailedOTPAttemptBucket".into(),
+                        limit: None,
+                    }));
+                }
+            }
+            state.pending.verified_claims.push(VerifiedClaim {
+                user_id: state.user_id.clone().unwrap_or_default(),
+                name: claim.to_string(),
+                value,
+                created_at: engine.clock.now(),
+            });
+            if !state.amr.iter().any(|m| m == "otp") {
+                state.amr.push("otp".into());
+            }
+            complete_step(flow, &mut state.cursor, None);
+            Ok(Consumed::Yes)
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! `authflow serve`: connect the stores, build the engine from the configuration, listen.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use authflow_core::clock::{OsRandom, SystemClock};
+use authflow_core::config::Loaded;
+use authflow_core::flow::otp::Messenger;
+use authflow_core::flow::{Engine, EngineDeps};
+
+use crate::outbox::DevOutbox;
+use crate::{AppState, settings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Connect(#[from] authflow_store::ConnectError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Build the application state from a loaded configuration and connected stores.
+pub fn build_state(loaded: &Loaded, stores: authflow_store::Stores) -> AppState {
+    let config = &loaded.config;
+    let outbox = Arc::new(DevOutbox::new(
+        settings::app_name(config),
+        settings::outbox_size(config),
+    ));
+    let messenger: Arc<dyn Messenger> = outbox.clone();
+    let engine = Engine::new(EngineDeps {
+        catalog: Arc::new(loaded.flows.clone()),
+        settings: Arc::new(settings::engine_settings(config)),
+        db: stores.db.clone(),
+        state_store: stores.state.clone(),
+        clock: Arc::new(SystemClock),
+        rng: Arc::new(OsRandom),
+        messenger,
+    });
+    AppState {
+        engine: Arc::new(engine),
+        db: stores.db,
+        state_store: stores.state,
+        cors: Arc::new(settings::cors_policy(config)),
+        outbox: Some(outbox),
+    }
+}
+
+/// Run until SIGINT/SIGTERM.
+pub async fn run(loaded: Loaded) -> Result<(), ServeError> {
+    let config = &loaded.config;
+    let stores = authflow_store::connect(
+        &config.database.url,
+        config.database.max_connections,
+        config
+            .state_store
+            .as_ref()
+            .map(|s| (s.url.as_str(), s.key_prefix.as_str())),
+    )
+    .await?;
+    tracing::warn!(
+        "messages go to the development outbox (GET /authflow/outbox): not for production"
+    );
+    let listen = config.server.listen.clone();
+    let state = build_state(&loaded, stores);
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: listen.clone(),
+            source,
+        })?;
+    tracing::info!(%listen, public_origin = %config.server.public_origin, "authflow is listening");
+    axum::serve(
+        listener,
+        crate::app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .map_err(ServeError::Serve)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
