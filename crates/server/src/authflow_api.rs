@@ -5,13 +5,15 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Map, Value, json};
 
 use authflow_core::flow::def::{Channel, FlowKind, OtpForm};
-use authflow_core::flow::{Action, CookieEffect, InputError, RequestContext, StateView};
+use authflow_core::flow::{
+    Action, CookieEffect, CreateRequest, InputError, RequestContext, StateView,
+};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -42,9 +44,11 @@ const FLOW_TYPES: [&str; 6] = [
 async fn create(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
-    let ctx = app.request_context(peer);
+    let ctx = app.request_context(peer, &headers);
     rate_limit(&app, &ctx).await?;
     reject_extra_members(&body, &["type", "name", "url_query", "batch_input"])?;
     let mut causes = required(&body, &["type", "name"]);
@@ -72,16 +76,24 @@ async fn create(
         return Err(ApiError::validation(causes));
     }
     let (kind, name) = (kind.expect("validated"), name.expect("validated"));
-    let outcome = app.engine.create(&ctx, kind, &name, batch).await;
+    let request = CreateRequest {
+        kind,
+        name: &name,
+        url_query: body.get("url_query").and_then(Value::as_str),
+        request_query: uri.query(),
+        batch_input: batch,
+    };
+    let outcome = app.engine.create(&ctx, request).await;
     respond(outcome, Some(kind))
 }
 
 async fn input(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
-    let ctx = app.request_context(peer);
+    let ctx = app.request_context(peer, &headers);
     rate_limit(&app, &ctx).await?;
     reject_extra_members(&body, &["state_token", "input", "batch_input"])?;
     let mut causes = Vec::new();
@@ -118,9 +130,10 @@ async fn input(
 async fn read(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
-    let ctx = app.request_context(peer);
+    let ctx = app.request_context(peer, &headers);
     rate_limit(&app, &ctx).await?;
     reject_extra_members(&body, &["state_token"])?;
     let mut causes = required(&body, &["state_token"]);
@@ -189,7 +202,10 @@ pub fn render_result(view: &StateView) -> Value {
         "state_token": view.state_token,
         "type": view.flow_kind.as_str(),
         "name": view.flow_name,
-        "action": {"type": view.action.type_name(), "data": render_data(&view.action)},
+        "action": {"type": view.action.type_name(), "data": match view.action {
+            Action::Finished => render_finished_data(view),
+            _ => render_data(&view.action),
+        }},
     })
 }
 
@@ -237,6 +253,13 @@ fn render_data(action: &Action) -> Value {
             "delivery_status": "sent",
         }),
         Action::Finished => json!({}),
+    }
+}
+
+fn render_finished_data(view: &StateView) -> Value {
+    match view.finished.as_ref().and_then(|f| f.finish_redirect_uri.as_ref()) {
+        Some(uri) => json!({ "finish_redirect_uri": uri }),
+        None => json!({}),
     }
 }
 

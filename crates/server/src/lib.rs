@@ -9,17 +9,18 @@ pub mod settings;
 
 pub use run::{ServeError, build_state, run};
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use rand::RngCore;
 
+use authflow_core::config::IpNet;
 use authflow_core::flow::{Engine, RequestContext};
 use authflow_core::store::{Database, StateStore};
 
@@ -32,16 +33,40 @@ pub struct AppState {
     pub db: Arc<dyn Database>,
     pub state_store: Arc<dyn StateStore>,
     pub cors: Arc<CorsPolicy>,
+    pub trusted_proxies: Arc<Vec<IpNet>>,
     /// Present while messages go to the development outbox.
     pub outbox: Option<Arc<outbox::DevOutbox>>,
 }
 
 impl AppState {
-    pub fn request_context(&self, peer: SocketAddr) -> RequestContext {
+    pub fn request_context(&self, peer: SocketAddr, headers: &HeaderMap) -> RequestContext {
         RequestContext {
-            ip: peer.ip().to_string(),
+            ip: client_ip(peer.ip(), headers, &self.trusted_proxies).to_string(),
         }
     }
+}
+
+/// The client IP: behind a trusted proxy, the right-most `X-Forwarded-For` address that is
+/// not a trusted proxy (the left-most if all are); else the TCP peer (flow-config.md 4.1).
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|part| part.trim().parse().ok())
+        .collect();
+    forwarded
+        .iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .or(forwarded.first())
+        .copied()
+        .unwrap_or(peer)
 }
 
 /// Origins allowed to call the API from a browser (spec 2).
@@ -136,4 +161,53 @@ pub fn tracking_id() -> String {
     let mut bytes = [0u8; 8];
     rand::rng().fill_bytes(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        let (addr, len) = s.split_once('/').unwrap();
+        IpNet {
+            addr: addr.parse().unwrap(),
+            prefix_len: len.parse().unwrap(),
+        }
+    }
+
+    fn headers(xff: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_str(xff).unwrap());
+        h
+    }
+
+    #[test]
+    fn forwarded_for_is_only_believed_from_trusted_proxies() {
+        let trusted = vec![net("10.0.0.0/8")];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let h = headers("203.0.113.9, 198.51.100.7, 10.1.2.3");
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted), ip("198.51.100.7"));
+        assert_eq!(client_ip(ip("192.0.2.1"), &h, &trusted), ip("192.0.2.1"));
+        let all_trusted = headers("10.9.9.9, 10.8.8.8");
+        assert_eq!(client_ip(ip("10.0.0.1"), &all_trusted, &trusted), ip("10.9.9.9"));
+        assert_eq!(client_ip(ip("10.0.0.1"), &HeaderMap::new(), &trusted), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn loopback_origins_are_allowed_only_while_public_origin_is_loopback() {
+        let open = CorsPolicy {
+            origins: vec!["https://app.example.com".into()],
+            allow_any_loopback: true,
+        };
+        assert!(open.allows("http://localhost:5173"));
+        assert!(open.allows("http://127.0.0.1:8080"));
+        assert!(open.allows("https://app.example.com"));
+        assert!(!open.allows("http://localhost.evil.com"));
+        assert!(!open.allows("http://127.0.0.1:80x"));
+        let closed = CorsPolicy {
+            allow_any_loopback: false,
+            ..open
+        };
+        assert!(!closed.allows("http://localhost:5173"));
+    }
 }

@@ -46,6 +46,7 @@ pub fn build_state(loaded: &Loaded, stores: authflow_store::Stores) -> AppState 
         db: stores.db,
         state_store: stores.state,
         cors: Arc::new(settings::cors_policy(config)),
+        trusted_proxies: Arc::new(config.server.trusted_proxies.clone()),
         outbox: Some(outbox),
     }
 }

@@ -34,7 +34,8 @@ pub(crate) fn micros(d: Duration) -> i64 {
 /// Expiry instant of a value written now with `ttl`.
 pub(crate) fn expiry(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
     let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
-    now.checked_add_signed(ttl).unwrap_or(DateTime::<Utc>::MAX_UTC)
+    now.checked_add_signed(ttl)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// A value read from the database that the model cannot represent.
@@ -46,11 +47,11 @@ pub(crate) fn corrupt(what: &str, value: &str) -> StoreError {
 /// id, a duplicate token hash) become [`StoreError::AlreadyExists`]; the rest is a
 /// backend failure. Database messages name constraints, never bound values.
 pub(crate) fn sql_err(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &e {
-        if db.kind() == sqlx::error::ErrorKind::UniqueViolation {
-            let what = db.constraint().or(db.table()).unwrap_or(db.message());
-            return StoreError::AlreadyExists(what.to_string());
-        }
+    if let sqlx::Error::Database(db) = &e
+        && db.kind() == sqlx::error::ErrorKind::UniqueViolation
+    {
+        let what = db.constraint().or(db.table()).unwrap_or(db.message());
+        return StoreError::AlreadyExists(what.to_string());
     }
     StoreError::Backend(e.to_string())
 }
@@ -95,8 +96,12 @@ pub(crate) struct Gcra {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum GcraTake {
     /// Store this new tat (it is also the instant the bucket is full again).
-    Allowed { new_tat: i64 },
-    Limited { retry_after: Duration },
+    Allowed {
+        new_tat: i64,
+    },
+    Limited {
+        retry_after: Duration,
+    },
 }
 
 impl Gcra {
@@ -158,7 +163,10 @@ mod tests {
             }
         );
         // One interval later exactly one token is back.
-        assert!(matches!(g.take(tat, now + 1_000_000), GcraTake::Allowed { .. }));
+        assert!(matches!(
+            g.take(tat, now + 1_000_000),
+            GcraTake::Allowed { .. }
+        ));
     }
 
     #[test]

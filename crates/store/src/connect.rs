@@ -58,7 +58,10 @@ impl ConnectError {
     }
 
     pub(crate) fn timed_out(url: &str) -> Self {
-        Self::database(url, format_args!("timed out after {}s", CONNECT_TIMEOUT.as_secs()))
+        Self::database(
+            url,
+            format_args!("timed out after {}s", CONNECT_TIMEOUT.as_secs()),
+        )
     }
 }
 
@@ -102,7 +105,9 @@ fn redact_userinfo(base: &str) -> String {
     let Some(scheme_end) = base.find("://").map(|i| i + 3) else {
         return base.to_string();
     };
-    let authority_len = base[scheme_end..].find(['/', '#']).unwrap_or(base.len() - scheme_end);
+    let authority_len = base[scheme_end..]
+        .find(['/', '#'])
+        .unwrap_or(base.len() - scheme_end);
     let authority = &base[scheme_end..scheme_end + authority_len];
     // The last '@' ends the userinfo: a password may itself contain '@'.
     let Some(at) = authority.rfind('@') else {
@@ -146,7 +151,10 @@ mod tests {
             redact_url("postgres://app:s3cr@t@db:5432/x"),
             "postgres://app:***@db:5432/x"
         );
-        assert_eq!(redact_url("redis://:pw@cache:6379/0"), "redis://:***@cache:6379/0");
+        assert_eq!(
+            redact_url("redis://:pw@cache:6379/0"),
+            "redis://:***@cache:6379/0"
+        );
     }
 
     #[test]

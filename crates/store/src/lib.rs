@@ -52,20 +52,19 @@ pub async fn connect(
     max_connections: u32,
     state_store: Option<(&str, &str)>,
 ) -> Result<Stores, ConnectError> {
-    let (db, sql_state): (Arc<dyn Database>, Arc<dyn StateStore>) =
-        if database_url.starts_with("sqlite:") {
-            let store = Arc::new(SqliteStore::connect(database_url, max_connections).await?);
-            (store.clone(), store)
-        } else if database_url.starts_with("postgres://")
-            || database_url.starts_with("postgresql://")
-        {
-            let store = Arc::new(PgStore::connect(database_url, max_connections).await?);
-            (store.clone(), store)
-        } else {
-            return Err(ConnectError::UnsupportedUrl {
-                url: redact_url(database_url),
-            });
-        };
+    let (db, sql_state): (Arc<dyn Database>, Arc<dyn StateStore>) = if database_url
+        .starts_with("sqlite:")
+    {
+        let store = Arc::new(SqliteStore::connect(database_url, max_connections).await?);
+        (store.clone(), store)
+    } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        let store = Arc::new(PgStore::connect(database_url, max_connections).await?);
+        (store.clone(), store)
+    } else {
+        return Err(ConnectError::UnsupportedUrl {
+            url: redact_url(database_url),
+        });
+    };
     let state = match state_store {
         Some((url, prefix)) => Arc::new(RedisStateStore::connect(url, prefix).await?),
         None => sql_state,

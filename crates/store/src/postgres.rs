@@ -14,9 +14,7 @@ use authflow_core::store::{
     Change, ChangeSet, Database, RateDecision, StateStore, StoreError, StoreResult,
 };
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{
-    PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgQueryResult, PgRow,
-};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgQueryResult, PgRow};
 use sqlx::{Connection, Row};
 
 use crate::common::{
@@ -118,7 +116,11 @@ impl PgStore {
     }
 
     async fn maybe_sweep(&self) {
-        if self.puts.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == 0 {
+        if self
+            .puts
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(SWEEP_EVERY)
+        {
             // Best effort: a failed sweep only delays garbage collection.
             if let Err(e) = self.sweep_expired().await {
                 tracing::warn!(error = %e, "sweeping expired state failed");
@@ -445,12 +447,14 @@ async fn revoke_session(c: &mut PgConnection, id: &str, at: DateTime<Utc>) -> St
 /// Never moves `last_accessed_at` backwards when concurrent requests touch a session;
 /// touching a vanished session is not an error (it must not fail the whole change set).
 async fn touch_session(c: &mut PgConnection, id: &str, at: DateTime<Utc>) -> StoreResult<()> {
-    sqlx::query("UPDATE sessions SET last_accessed_at = GREATEST(last_accessed_at, $1) WHERE id = $2")
-        .bind(truncate_ms(at))
-        .bind(id)
-        .execute(c)
-        .await
-        .map_err(sql_err)?;
+    sqlx::query(
+        "UPDATE sessions SET last_accessed_at = GREATEST(last_accessed_at, $1) WHERE id = $2",
+    )
+    .bind(truncate_ms(at))
+    .bind(id)
+    .execute(c)
+    .await
+    .map_err(sql_err)?;
     Ok(())
 }
 
@@ -485,11 +489,7 @@ impl Database for PgStore {
         if changes.is_empty() {
             return Ok(());
         }
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(sql_err)?;
+        let mut tx = self.pool.begin().await.map_err(sql_err)?;
         for change in &changes {
             if let Err(e) = apply(&mut tx, change).await {
                 // Roll back now rather than on drop: the write lock is released at once.

@@ -17,11 +17,11 @@ use authflow_core::store::{
     Change, ChangeSet, Database, RateDecision, StateStore, StoreError, StoreResult,
 };
 use chrono::{DateTime, Utc};
+use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteQueryResult, SqliteRow, SqliteSynchronous,
 };
-use sqlx::Row;
 
 use crate::common::{
     Gcra, GcraTake, authenticator_kind_str, corrupt, expiry, from_millis, now_micros, sql_err,
@@ -108,7 +108,8 @@ fn pool_options(target: &SqliteTarget, max_connections: u32) -> SqlitePoolOption
 impl SqliteStore {
     /// Open (creating the file if missing) and migrate.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, ConnectError> {
-        let target = parse_sqlite_url(url).map_err(|e| ConnectError::invalid("database", url, e))?;
+        let target =
+            parse_sqlite_url(url).map_err(|e| ConnectError::invalid("database", url, e))?;
         let options = connect_options(&target).map_err(|e| ConnectError::database(url, e))?;
         let pool = pool_options(&target, max_connections).connect_with(options);
         let pool = tokio::time::timeout(CONNECT_TIMEOUT, pool)
@@ -165,7 +166,11 @@ impl SqliteStore {
     }
 
     async fn maybe_sweep(&self) {
-        if self.puts.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == 0 {
+        if self
+            .puts
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(SWEEP_EVERY)
+        {
             // Best effort: a failed sweep only delays garbage collection.
             if let Err(e) = self.sweep_expired().await {
                 tracing::warn!(error = %e, "sweeping expired state failed");
@@ -404,7 +409,10 @@ async fn insert_password_history(
     Ok(())
 }
 
-async fn insert_recovery_codes(c: &mut SqliteConnection, codes: &[RecoveryCode]) -> StoreResult<()> {
+async fn insert_recovery_codes(
+    c: &mut SqliteConnection,
+    codes: &[RecoveryCode],
+) -> StoreResult<()> {
     for code in codes {
         sqlx::query(
             "INSERT INTO recovery_codes (id, user_id, code_hash, created_at, consumed_at) \
@@ -918,15 +926,13 @@ impl StateStore for SqliteStore {
         let interval = Gcra::new(period, burst).interval_micros();
         // One statement, so atomic: step the tat back by one interval, never below now
         // (a tat at or before now is already a full bucket).
-        sqlx::query(
-            "UPDATE rate_buckets SET tat = MAX(tat - $1, $2) WHERE key = $3 AND tat > $2",
-        )
-        .bind(interval)
-        .bind(now_micros())
-        .bind(key)
-        .execute(&self.pool)
-        .await
-        .map_err(sql_err)?;
+        sqlx::query("UPDATE rate_buckets SET tat = MAX(tat - $1, $2) WHERE key = $3 AND tat > $2")
+            .bind(interval)
+            .bind(now_micros())
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(sql_err)?;
         Ok(())
     }
 }

@@ -104,4 +104,6 @@ pub struct FinishedFlow {
     pub user_id: String,
     pub session_id: Option<String>,
     pub amr: Vec<String>,
+    /// Present when the flow completes an OAuth authorization request.
+    pub finish_redirect_uri: Option<String>,
 }

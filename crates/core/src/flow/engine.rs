@@ -14,6 +14,7 @@ use super::action::{Action, CookieEffect, FinishedFlow, StateView};
 use super::def::{FlowCatalog, FlowDef, FlowKind};
 use super::error::{FlowError, FlowResult};
 use super::limits::{Bucket, RateLimiter};
+use super::oauth::{self, AuthenticationInfo, OAuthSession};
 use super::otp::{Messenger, OtpService};
 use super::settings::EngineSettings;
 use super::state::{FlowState, complete_step, current_step};
@@ -51,6 +52,17 @@ impl From<FlowError> for InputError {
             state: None,
         }
     }
+}
+
+/// A request to create a flow.
+pub struct CreateRequest<'a> {
+    pub kind: FlowKind,
+    pub name: &'a str,
+    /// The custom UI's whole query string (`url_query` member).
+    pub url_query: Option<&'a str>,
+    /// The query of the create request's own URL (seed 001 appends it there).
+    pub request_query: Option<&'a str>,
+    pub batch_input: Option<Vec<Value>>,
 }
 
 /// Everything the engine works with, passed in at construction.
@@ -121,12 +133,18 @@ impl Engine {
     pub async fn create(
         &self,
         ctx: &RequestContext,
-        kind: FlowKind,
-        name: &str,
-        batch_input: Option<Vec<Value>>,
+        request: CreateRequest<'_>,
     ) -> Result<StateView, InputError> {
+        let CreateRequest {
+            kind,
+            name,
+            url_query,
+            request_query,
+            batch_input,
+        } = request;
         let flow = self.resolve_flow(kind, name)?;
         let mut state = FlowState::new(token::flow_id(&*self.rng), flow, self.clock.now());
+        state.oauth_x_ref = self.oauth_tie_in(url_query, request_query).await?;
         self.run_automatic_steps(&mut state)
             .await
             .map_err(|e| with_kind(e, kind))?;
@@ -278,6 +296,65 @@ impl Engine {
         ))
     }
 
+    /// The OAuth session named by `x_ref` (in `url_query` first, else the request URL);
+    /// an unknown or expired one is no error: the flow just has no tie-in (spec 12.1).
+    async fn oauth_tie_in(
+        &self,
+        url_query: Option<&str>,
+        request_query: Option<&str>,
+    ) -> FlowResult<Option<String>> {
+        let x_ref = url_query
+            .and_then(oauth::x_ref_of)
+            .or_else(|| request_query.and_then(oauth::x_ref_of));
+        let Some(x_ref) = x_ref else {
+            return Ok(None);
+        };
+        let live = self
+            .state_store
+            .get(&oauth::oauth_session_key(&x_ref))
+            .await?
+            .is_some();
+        Ok(live.then_some(x_ref))
+    }
+
+    async fn oauth_session(&self, state: &FlowState) -> FlowResult<Option<OAuthSession>> {
+        let Some(x_ref) = &state.oauth_x_ref else {
+            return Ok(None);
+        };
+        let Some(json) = self.state_store.get(&oauth::oauth_session_key(x_ref)).await? else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_str(&json).ok())
+    }
+
+    /// Write the single-use authentication info and give the URI that redeems it.
+    async fn finish_redirect(
+        &self,
+        state: &FlowState,
+        session: &OAuthSession,
+        user_id: &str,
+        session_id: Option<&str>,
+    ) -> FlowResult<String> {
+        let code = token::link_code(&*self.rng);
+        let info = AuthenticationInfo {
+            x_ref: state.oauth_x_ref.clone().unwrap_or_default(),
+            user_id: user_id.to_string(),
+            session_id: session_id.map(str::to_string),
+            authenticated_at: self.clock.now(),
+            amr: state.amr.clone(),
+        };
+        let json = serde_json::to_string(&info)
+            .map_err(|e| FlowError::Unexpected(format!("authentication info: {e}")))?;
+        self.state_store
+            .put(
+                &oauth::authentication_info_key(&code),
+                &json,
+                oauth::AUTHENTICATION_INFO_TTL,
+            )
+            .await?;
+        Ok(oauth::with_code(&session.consent_uri, &code))
+    }
+
     pub(super) fn resolve_flow(&self, kind: FlowKind, name: &str) -> FlowResult<&FlowDef> {
         match kind {
             FlowKind::Promote => return Err(FlowError::UnknownFlow),
@@ -412,13 +489,19 @@ impl Engine {
             }));
         }
         changes.extend(pending_changes(state, now));
+        let oauth_session = self.oauth_session(state).await?;
+        let suppress_cookie = oauth_session
+            .as_ref()
+            .is_some_and(|s| s.suppress_idp_session_cookie);
         let mut cookies = Vec::new();
         let mut session_id = None;
         if creates_session(state.kind) {
             let (session, cookie) = self.new_session(&user_id, &state.amr);
             session_id = Some(session.id.clone());
             changes.push(Change::CreateSession(session));
-            cookies.push(cookie);
+            if !suppress_cookie {
+                cookies.push(cookie);
+            }
         }
         changes.push(Change::AuditEvent(AuditEvent {
             id: token::random_id(&*self.rng),
@@ -444,6 +527,13 @@ impl Engine {
             }
             other => FlowError::Store(other),
         })?;
+        let finish_redirect_uri = match &oauth_session {
+            Some(s) => Some(
+                self.finish_redirect(state, s, &user_id, session_id.as_deref())
+                    .await?,
+            ),
+            None => None,
+        };
         Ok(StateView {
             state_token: token::state_token(&*self.rng),
             flow_kind: state.kind,
@@ -453,6 +543,7 @@ impl Engine {
                 user_id,
                 session_id,
                 amr: state.amr.clone(),
+                finish_redirect_uri,
             }),
             cookies,
         })

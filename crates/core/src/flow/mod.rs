@@ -6,12 +6,13 @@ pub mod engine;
 pub mod error;
 mod input;
 pub mod limits;
+pub mod oauth;
 pub mod otp;
 pub mod settings;
 mod state;
 mod steps;
 
 pub use action::{Action, CookieEffect, StateView};
-pub use engine::{Engine, EngineDeps, InputError, RequestContext};
+pub use engine::{CreateRequest, Engine, EngineDeps, InputError, RequestContext};
 pub use error::{Cause, FlowError, FlowResult};
 pub use settings::EngineSettings;

@@ -65,6 +65,8 @@ pub struct FlowState {
     pub pending: PendingWrites,
     /// Position of the step that last sent a code, so re-evaluating it sends no other.
     pub code_sent_at: Option<Vec<Frame>>,
+    /// `x_ref` of the OAuth session this flow completes, if any.
+    pub oauth_x_ref: Option<String>,
     pub issued_at: DateTime<Utc>,
 }
 
@@ -84,6 +86,7 @@ impl FlowState {
             amr: Vec::new(),
             pending: PendingWrites::default(),
             code_sent_at: None,
+            oauth_x_ref: None,
             issued_at: now,
         }
     }
