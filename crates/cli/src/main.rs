@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod org;
+
 #[derive(Parser)]
 #[command(name = "authflow", version, about = "Self-hosted authentication server")]
 struct Cli {
@@ -24,6 +26,11 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Organizations and API keys of the backend `/auth` API.
+    Org {
+        #[command(subcommand)]
+        command: org::OrgCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -31,6 +38,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Serve { config } => serve(config),
+        Command::Org { command } => org::run(command),
     }
 }
 

@@ -536,3 +536,72 @@ async fn custom_username_flow_runs_as_written() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn failed_passwords_lock_the_account_until_the_lockout_ends() -> Result<()> {
+    let config = format!(
+        "{NO_VERIFY}authentication: {{lockout: {{max_attempts: 3, history_duration: 1m, \
+         minimum_duration: 2s, maximum_duration: 10s, backoff_factor: 2, lockout_type: per_user, \
+         password: {{enabled: true}}}}}}\n"
+    );
+    for backend in backends() {
+        let server = start(backend, &config).await?;
+        let api = server.api();
+        signup(&api, "heidi@example.com", "heidi's password").await;
+        let attempt = |password: &'static str| {
+            let api = api.clone();
+            async move {
+                api.create_flow_with(json!({"type": "login", "name": "default", "batch_input": [
+                    {"identification": "email", "login_id": "heidi@example.com"},
+                    {"authentication": "primary_password", "password": password},
+                ]}))
+                .await
+            }
+        };
+        for _ in 0..3 {
+            assert_error(&attempt("wrong").await?, 401, "InvalidCredentials");
+        }
+        let locked = attempt("heidi's password").await?;
+        assert_error(&locked, 429, "AccountLockout");
+        let until = locked.str_at("/error/info/until").expect("until");
+        assert!(chrono_like(until), "{until}");
+        tokio::time::sleep(std::time::Duration::from_millis(2300)).await;
+        let ok = attempt("heidi's password").await?;
+        assert_eq!(ok.action_type(), Some("finished"), "{ok}");
+    }
+    Ok(())
+}
+
+/// An RFC 3339 UTC timestamp such as `2026-12-02T10:15:30Z`.
+fn chrono_like(s: &str) -> bool {
+    s.len() == 20 && s.ends_with('Z') && s.as_bytes()[10] == b'T'
+}
+
+#[tokio::test]
+async fn a_required_step_with_nothing_usable_is_no_authenticator() -> Result<()> {
+    let config = format!(
+        "{NO_VERIFY}authentication_flow:\n\
+        \x20 login_flows:\n\
+        \x20 - name: second_password\n\
+        \x20   steps:\n\
+        \x20   - type: identify\n\
+        \x20     one_of:\n\
+        \x20     - identification: email\n\
+        \x20       steps:\n\
+        \x20       - type: authenticate\n\
+        \x20         one_of: [{{authentication: secondary_password}}]\n"
+    );
+    for backend in backends() {
+        let server = start(backend, &config).await?;
+        let api = server.api();
+        signup(&api, "ivan@example.com", "ivan's password").await;
+        let login = api.create_flow("login", "second_password").await?;
+        let r = api
+            .input(login.state_token().unwrap(), json!({"identification": "email", "login_id": "ivan@example.com"}))
+            .await?;
+        assert_error(&r, 400, "InvariantViolated");
+        assert_eq!(r.str_at("/error/message"), Some("no authenticator"));
+        assert_eq!(r.str_at("/error/info/cause/kind"), Some("NoAuthenticator"));
+    }
+    Ok(())
+}

@@ -10,7 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Map, Value, json};
 
+use authflow_core::flow::action::OtpPrompt;
 use authflow_core::flow::def::{Channel, FlowKind, OtpForm};
+use authflow_core::flow::otp::DeliveryStatus;
 use authflow_core::flow::{
     Action, CookieEffect, CreateRequest, InputError, RequestContext, StateView,
 };
@@ -241,19 +243,33 @@ fn render_data(action: &Action) -> Value {
             "password_policy": password_policy,
             "force_change_reason": force_change_reason,
         }),
-        Action::Verify(p) => json!({
-            "type": "verify_oob_otp_data",
-            "channel": channel_name(p.channel),
-            "otp_form": match p.otp_form { OtpForm::Code => "code", OtpForm::Link => "link" },
-            "masked_claim_value": p.masked_claim_value,
-            "code_length": p.code_length,
-            "can_resend_at": p.can_resend_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "can_check": p.can_check,
-            "failed_attempt_rate_limit_exceeded": p.failed_attempt_rate_limit_exceeded,
-            "delivery_status": "sent",
-        }),
+        Action::Verify(p) => render_otp_prompt(p),
         Action::Finished => json!({}),
     }
+}
+
+/// `verify_oob_otp_data` (spec 8.5).
+fn render_otp_prompt(p: &OtpPrompt) -> Value {
+    let mut data = json!({
+        "type": "verify_oob_otp_data",
+        "channel": channel_name(p.channel),
+        "otp_form": match p.otp_form { OtpForm::Code => "code", OtpForm::Link => "link" },
+        "masked_claim_value": p.masked_claim_value,
+        "code_length": p.code_length,
+        "can_resend_at": p.can_resend_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "can_check": p.can_check,
+        "failed_attempt_rate_limit_exceeded": p.failed_attempt_rate_limit_exceeded,
+        "delivery_status": p.delivery_status.as_str(),
+    });
+    if let DeliveryStatus::Failed(failure) = p.delivery_status {
+        data["delivery_error"] = json!({
+            "name": failure.name(),
+            "reason": failure.reason(),
+            "message": failure.message(),
+            "code": crate::error::status_of(failure.name()).as_u16(),
+        });
+    }
+    data
 }
 
 fn render_finished_data(view: &StateView) -> Value {

@@ -13,7 +13,7 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 /// A request body that is a JSON object sent as `application/json`.
 pub struct JsonObject(pub Map<String, Value>);
 
-fn is_json_content_type(value: Option<&header::HeaderValue>) -> bool {
+pub fn is_json_content_type(value: Option<&header::HeaderValue>) -> bool {
     let Some(value) = value.and_then(|v| v.to_str().ok()) else {
         return false;
     };

@@ -1,11 +1,14 @@
 //! authflow's HTTP layer: one module per wire dialect, each a thin layer over the engine.
 
 pub mod authflow_api;
+pub mod backend_api;
 pub mod error;
 pub mod extract;
+pub mod messaging;
 pub mod outbox;
 mod run;
 pub mod settings;
+pub mod signing;
 
 pub use run::{ServeError, build_state, run};
 
@@ -36,6 +39,10 @@ pub struct AppState {
     pub trusted_proxies: Arc<Vec<IpNet>>,
     /// Present while messages go to the development outbox.
     pub outbox: Option<Arc<outbox::DevOutbox>>,
+    /// Token signing keys (OAuth/OIDC).
+    pub signing: Arc<signing::SigningKeys>,
+    /// The backend `/auth` API (seed 003).
+    pub auth_api: Arc<backend_api::AuthApiSettings>,
 }
 
 impl AppState {
@@ -98,6 +105,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/authflow/outbox", get(outbox::list))
         .merge(authflow_api::routes())
+        .merge(backend_api::routes())
         .fallback(|| async { ApiError::not_found() })
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .layer(middleware::from_fn_with_state(state.clone(), cors))
@@ -125,6 +133,9 @@ async fn no_store(mut response: Response) -> Response {
 
 /// CORS: echo allowed origins with credentials; answer preflights.
 async fn cors(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    if backend_api::is_backend_path(request.uri().path()) {
+        return backend_api::without_cors(&app, request, next).await;
+    }
     let origin = request
         .headers()
         .get(header::ORIGIN)

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use authflow_core::flow::def::Channel;
-use authflow_core::flow::otp::{Messenger, OutgoingMessage, Purpose};
+use authflow_core::flow::otp::{DeliveryStatus, Messenger, OutgoingMessage, Purpose};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -60,7 +60,7 @@ fn channel_name(c: Channel) -> &'static str {
 }
 
 impl Messenger for DevOutbox {
-    fn send(&self, m: OutgoingMessage) {
+    fn send(&self, m: OutgoingMessage) -> DeliveryStatus {
         let what = match m.purpose {
             Purpose::Verification => "verification code",
         };
@@ -85,6 +85,7 @@ impl Messenger for DevOutbox {
                 entries.pop_front();
             }
         }
+        DeliveryStatus::Sent
     }
 }
 

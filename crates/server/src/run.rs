@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use authflow_core::clock::{OsRandom, SystemClock};
 use authflow_core::config::Loaded;
-use authflow_core::flow::otp::Messenger;
 use authflow_core::flow::{Engine, EngineDeps};
 
-use crate::outbox::DevOutbox;
+use authflow_core::config::SigningAlgorithm;
+
+use crate::signing::SigningKeys;
 use crate::{AppState, settings};
 
 #[derive(Debug, thiserror::Error)]
@@ -22,16 +23,26 @@ pub enum ServeError {
     },
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    #[error("{0}")]
+    Signing(#[from] crate::signing::SigningError),
+    #[error("{0}")]
+    Messaging(#[from] crate::messaging::MessagingError),
 }
 
 /// Build the application state from a loaded configuration and connected stores.
-pub fn build_state(loaded: &Loaded, stores: authflow_store::Stores) -> AppState {
+/// Loads (creating on first start) the token signing keys.
+pub async fn build_state(
+    loaded: &Loaded,
+    stores: authflow_store::Stores,
+) -> Result<AppState, ServeError> {
     let config = &loaded.config;
-    let outbox = Arc::new(DevOutbox::new(
+    let messaging = crate::messaging::start(
+        &config.messaging,
         settings::app_name(config),
-        settings::outbox_size(config),
-    ));
-    let messenger: Arc<dyn Messenger> = outbox.clone();
+        stores.state.clone(),
+        crate::messaging::RetryPolicy::default(),
+    )?;
+    let messenger = messaging.messenger;
     let engine = Engine::new(EngineDeps {
         catalog: Arc::new(loaded.flows.clone()),
         settings: Arc::new(settings::engine_settings(config)),
@@ -41,14 +52,26 @@ pub fn build_state(loaded: &Loaded, stores: authflow_store::Stores) -> AppState 
         rng: Arc::new(OsRandom),
         messenger,
     });
-    AppState {
+    let keys = &config.oauth.signing_keys;
+    let algorithm = match keys.id_token_algorithm {
+        SigningAlgorithm::RS256 => "RS256",
+        SigningAlgorithm::ES256 => "ES256",
+    };
+    let signing = Arc::new(
+        SigningKeys::load_with_rotation(stores.db.as_ref(), algorithm, keys.rotation_period)
+            .await?,
+    );
+    signing.spawn_refresh(stores.db.clone());
+    Ok(AppState {
         engine: Arc::new(engine),
         db: stores.db,
         state_store: stores.state,
         cors: Arc::new(settings::cors_policy(config)),
         trusted_proxies: Arc::new(config.server.trusted_proxies.clone()),
-        outbox: Some(outbox),
-    }
+        outbox: messaging.outbox,
+        signing,
+        auth_api: Arc::new(crate::backend_api::AuthApiSettings::from_config(config)),
+    })
 }
 
 /// Run until SIGINT/SIGTERM.
@@ -63,11 +86,15 @@ pub async fn run(loaded: Loaded) -> Result<(), ServeError> {
             .map(|s| (s.url.as_str(), s.key_prefix.as_str())),
     )
     .await?;
-    tracing::warn!(
-        "messages go to the development outbox (GET /authflow/outbox): not for production"
-    );
+    let outbox_channels = crate::messaging::outbox_channels(&config.messaging);
+    if !outbox_channels.is_empty() {
+        tracing::warn!(
+            channels = %outbox_channels.join(", "),
+            "messages go to the development outbox (GET /authflow/outbox): not for production"
+        );
+    }
     let listen = config.server.listen.clone();
-    let state = build_state(&loaded, stores);
+    let state = build_state(&loaded, stores).await?;
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|source| ServeError::Listen {

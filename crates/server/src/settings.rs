@@ -103,6 +103,7 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
         secure_cookies: config.server.public_origin.starts_with("https://"),
         verification_email: verification_otp(config, OtpChannel::Email),
         verification_sms: verification_otp(config, OtpChannel::Sms),
+        lockout: auth.lockout.clone(),
     }
 }
 

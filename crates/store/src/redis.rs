@@ -126,8 +126,9 @@ async fn probe(url: &str, client: &Client) -> Result<(), ConnectError> {
 }
 
 impl RedisStateStore {
-    /// Connect to `url` (`redis://[:password@]host[:port][/db]`, `rediss://` for TLS if
-    /// the redis crate was built with it). Keys get `prefix` (e.g. [`DEFAULT_KEY_PREFIX`]).
+    /// Connect to `url` (`redis://[:password@]host[:port][/db]`); keys get `prefix`
+    /// (e.g. [`DEFAULT_KEY_PREFIX`]). `rediss://` (TLS) would need one of the redis
+    /// crate's TLS features, which this workspace does not enable.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, ConnectError> {
         let client = Client::open(url).map_err(|e| ConnectError::invalid("state store", url, e))?;
         probe(url, &client).await?;

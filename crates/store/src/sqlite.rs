@@ -45,6 +45,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     pool: SqlitePool,
     puts: AtomicU64,
+    /// One writer at a time, queued in-process: SQLite allows a single writer anyway, and
+    /// waiting here avoids its busy-handler sleeps (milliseconds each) under contention.
+    writes: tokio::sync::Mutex<()>,
 }
 
 /// Where a `sqlite:` URL points.
@@ -129,6 +132,7 @@ impl SqliteStore {
         SqliteStore {
             pool,
             puts: AtomicU64::new(0),
+            writes: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -143,6 +147,7 @@ impl SqliteStore {
     /// Delete up to a batch of expired state rows; returns how many went. Called
     /// opportunistically by `put`; a caller may also run it periodically.
     pub async fn sweep_expired(&self) -> StoreResult<u64> {
+        let _write = self.writes.lock().await;
         let now = Utc::now();
         let ephemeral = sqlx::query(
             "DELETE FROM ephemeral WHERE key IN \
@@ -541,6 +546,7 @@ impl Database for SqliteStore {
     }
 
     async fn commit(&self, changes: ChangeSet) -> StoreResult<()> {
+        let _write = self.writes.lock().await;
         if changes.is_empty() {
             return Ok(());
         }
@@ -679,6 +685,7 @@ impl Database for SqliteStore {
     }
 
     async fn create_organization(&self, org: Organization) -> StoreResult<()> {
+        let _write = self.writes.lock().await;
         // A conflict on either the id or the name means "already exists".
         let result = sqlx::query(
             "INSERT INTO organizations (id, name, created_at) VALUES ($1, $2, $3) \
@@ -722,6 +729,7 @@ impl Database for SqliteStore {
     }
 
     async fn insert_api_key(&self, key: ApiKey) -> StoreResult<()> {
+        let _write = self.writes.lock().await;
         sqlx::query(
             "INSERT INTO api_keys (id, org_id, key_hash, created_at, expires_at, revoked_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -756,6 +764,7 @@ impl Database for SqliteStore {
     }
 
     async fn update_api_key(&self, key: ApiKey) -> StoreResult<()> {
+        let _write = self.writes.lock().await;
         let result =
             sqlx::query("UPDATE api_keys SET expires_at = $1, revoked_at = $2 WHERE id = $3")
                 .bind(key.expires_at.map(to_millis))
@@ -768,6 +777,7 @@ impl Database for SqliteStore {
     }
 
     async fn get_or_insert_server_secret(&self, name: &str, value: &str) -> StoreResult<String> {
+        let _write = self.writes.lock().await;
         // Insert-or-keep, then read back: whoever inserted first wins for everyone.
         sqlx::query(
             "INSERT INTO server_secrets (name, value, created_at) VALUES ($1, $2, $3) \
@@ -804,6 +814,7 @@ impl StateStore for SqliteStore {
     }
 
     async fn put(&self, key: &str, value: &str, ttl: Duration) -> StoreResult<()> {
+        let _write = self.writes.lock().await;
         let now = Utc::now();
         sqlx::query(
             "INSERT INTO ephemeral (key, value, expires_at) VALUES ($1, $2, $3) \
@@ -816,11 +827,13 @@ impl StateStore for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(sql_err)?;
+        drop(_write);
         self.maybe_sweep().await;
         Ok(())
     }
 
     async fn put_if_absent(&self, key: &str, value: &str, ttl: Duration) -> StoreResult<bool> {
+        let _write = self.writes.lock().await;
         let now = Utc::now();
         // The conditional upsert replaces an expired row and leaves a live one alone.
         let result = sqlx::query(
@@ -835,6 +848,7 @@ impl StateStore for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(sql_err)?;
+        drop(_write);
         self.maybe_sweep().await;
         Ok(result.rows_affected() == 1)
     }
@@ -849,6 +863,7 @@ impl StateStore for SqliteStore {
     }
 
     async fn take(&self, key: &str) -> StoreResult<Option<String>> {
+        let _write = self.writes.lock().await;
         // One statement: the row is gone for everyone once one caller got it. An expired
         // row is left for the sweep and reported absent.
         sqlx::query_scalar(
@@ -862,6 +877,7 @@ impl StateStore for SqliteStore {
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
+        let _write = self.writes.lock().await;
         sqlx::query("DELETE FROM ephemeral WHERE key = $1")
             .bind(key)
             .execute(&self.pool)
@@ -871,6 +887,7 @@ impl StateStore for SqliteStore {
     }
 
     async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> StoreResult<i64> {
+        let _write = self.writes.lock().await;
         let now = Utc::now();
         // An expired counter restarts from zero with a fresh ttl; a live one keeps its
         // expiry. Unqualified columns in DO UPDATE are the existing row's.
@@ -898,6 +915,7 @@ impl StateStore for SqliteStore {
         period: Duration,
         burst: u32,
     ) -> StoreResult<RateDecision> {
+        let _write = self.writes.lock().await;
         let gcra = Gcra::new(period, burst);
         let mut tx = self
             .pool
@@ -923,6 +941,7 @@ impl StateStore for SqliteStore {
     }
 
     async fn return_token(&self, key: &str, period: Duration, burst: u32) -> StoreResult<()> {
+        let _write = self.writes.lock().await;
         let interval = Gcra::new(period, burst).interval_micros();
         // One statement, so atomic: step the tat back by one interval, never below now
         // (a tat at or before now is already a full bucket).
@@ -948,4 +967,38 @@ async fn store_tat(c: &mut SqliteConnection, key: &str, tat: i64) -> StoreResult
     .await
     .map_err(sql_err)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_url_forms() {
+        let file = |p: &str| Ok(SqliteTarget::File(PathBuf::from(p)));
+        assert_eq!(
+            parse_sqlite_url("sqlite://./authflow.db"),
+            file("./authflow.db")
+        );
+        assert_eq!(
+            parse_sqlite_url("sqlite:///abs/path.db"),
+            file("/abs/path.db")
+        );
+        assert_eq!(parse_sqlite_url("sqlite:data/a.db"), file("data/a.db"));
+        assert_eq!(
+            parse_sqlite_url("sqlite::memory:"),
+            Ok(SqliteTarget::Memory)
+        );
+        assert_eq!(
+            parse_sqlite_url("sqlite://:memory:"),
+            Ok(SqliteTarget::Memory)
+        );
+    }
+
+    #[test]
+    fn refuses_what_it_would_misread() {
+        assert!(parse_sqlite_url("sqlite://").is_err());
+        assert!(parse_sqlite_url("sqlite://x.db?mode=ro").is_err());
+        assert!(parse_sqlite_url("postgres://db/x").is_err());
+    }
 }

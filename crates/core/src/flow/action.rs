@@ -51,6 +51,8 @@ pub struct OtpPrompt {
     pub can_resend_at: chrono::DateTime<chrono::Utc>,
     pub can_check: bool,
     pub failed_attempt_rate_limit_exceeded: bool,
+    /// Of the message that carried the current code (`delivery_status`, spec 8.5).
+    pub delivery_status: super::otp::DeliveryStatus,
 }
 
 impl Action {

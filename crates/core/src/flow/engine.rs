@@ -14,6 +14,7 @@ use super::action::{Action, CookieEffect, FinishedFlow, StateView};
 use super::def::{FlowCatalog, FlowDef, FlowKind};
 use super::error::{FlowError, FlowResult};
 use super::limits::{Bucket, RateLimiter};
+use super::lockout::Lockout;
 use super::oauth::{self, AuthenticationInfo, OAuthSession};
 use super::otp::{Messenger, OtpService};
 use super::settings::EngineSettings;
@@ -86,12 +87,18 @@ pub struct Engine {
     pub(super) hasher: Arc<PasswordHasher>,
     pub(super) limiter: RateLimiter,
     pub(super) otp: OtpService,
+    pub(super) lockout: Lockout,
 }
 
 impl Engine {
     pub fn new(deps: EngineDeps) -> Self {
         let hasher = Arc::new(PasswordHasher::new(deps.settings.hashing.clone()));
         let limiter = RateLimiter::new(deps.state_store.clone());
+        let lockout = Lockout::new(
+            deps.settings.lockout.clone(),
+            deps.state_store.clone(),
+            deps.clock.clone(),
+        );
         let otp = OtpService::new(
             deps.state_store.clone(),
             deps.clock.clone(),
@@ -108,6 +115,7 @@ impl Engine {
             hasher,
             limiter,
             otp,
+            lockout,
         }
     }
 

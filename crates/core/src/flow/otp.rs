@@ -11,7 +11,7 @@ use super::def::Channel;
 use super::error::{FlowError, FlowResult, RateLimitHit};
 use crate::clock::{Clock, SecureRandom};
 use crate::credentials::token;
-use crate::store::StateStore;
+use crate::store::{StateStore, StoreResult};
 
 /// What a code is for; codes of different purposes never mix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +36,8 @@ pub struct OutgoingMessage {
     pub purpose: Purpose,
     pub code: String,
     pub valid_minutes: u64,
+    /// Names this message's entry in the [`DeliveryLog`].
+    pub delivery_id: String,
 }
 
 impl std::fmt::Debug for OutgoingMessage {
@@ -44,13 +46,128 @@ impl std::fmt::Debug for OutgoingMessage {
             .field("channel", &self.channel)
             .field("purpose", &self.purpose)
             .field("code", &"***")
+            .field("delivery_id", &self.delivery_id)
             .finish()
     }
 }
 
 /// Hands messages to a transport (SMTP, SMS gateway, development outbox).
 pub trait Messenger: Send + Sync {
-    fn send(&self, message: OutgoingMessage);
+    /// Never waits on a transport. Returns [`DeliveryStatus::Sending`] when the message was
+    /// queued (whoever delivers it then records the outcome in the [`DeliveryLog`]), or the
+    /// final status when it is known at once.
+    fn send(&self, message: OutgoingMessage) -> DeliveryStatus;
+}
+
+// ---------------------------------------------------------------------------------------
+// delivery status (authentication-flow-api.md 8.5 `delivery_status`, 13)
+
+/// Why a message finally could not be delivered (`delivery_error.reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeliveryFailure {
+    /// The SMS webhook answered non-2xx.
+    #[serde(rename = "SMSGatewayDeliveryRejected")]
+    SmsGatewayDeliveryRejected,
+    /// The SMS webhook timed out or was unreachable.
+    #[serde(rename = "SMSGatewayTimeout")]
+    SmsGatewayTimeout,
+    /// The SMS webhook answered 400 `{"code": "invalid_phone_number"}`.
+    #[serde(rename = "SMSGatewayInvalidPhoneNumber")]
+    SmsGatewayInvalidPhoneNumber,
+    /// SMTP failure, full queue, or no transport for the channel.
+    #[serde(rename = "OTPDeliveryUnexpectedError")]
+    OtpDeliveryUnexpectedError,
+}
+
+impl DeliveryFailure {
+    pub fn reason(self) -> &'static str {
+        match self {
+            DeliveryFailure::SmsGatewayDeliveryRejected => "SMSGatewayDeliveryRejected",
+            DeliveryFailure::SmsGatewayTimeout => "SMSGatewayTimeout",
+            DeliveryFailure::SmsGatewayInvalidPhoneNumber => "SMSGatewayInvalidPhoneNumber",
+            DeliveryFailure::OtpDeliveryUnexpectedError => "OTPDeliveryUnexpectedError",
+        }
+    }
+
+    /// The error `name` of the reason (spec 14.1), which fixes its `code`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeliveryFailure::SmsGatewayInvalidPhoneNumber => "BadRequest",
+            _ => "InternalError",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            DeliveryFailure::SmsGatewayDeliveryRejected => "the SMS gateway rejected the message",
+            DeliveryFailure::SmsGatewayTimeout => "the SMS gateway did not answer in time",
+            DeliveryFailure::SmsGatewayInvalidPhoneNumber => {
+                "the SMS gateway rejected the phone number"
+            }
+            DeliveryFailure::OtpDeliveryUnexpectedError => "the message could not be delivered",
+        }
+    }
+}
+
+/// Where a message is: queued, handed over, or finally failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", content = "failure", rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Sending,
+    Sent,
+    Failed(DeliveryFailure),
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Sending => "sending",
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Failed(_) => "failed",
+        }
+    }
+}
+
+/// The delivery status of every message, kept in the state store under its purpose, target
+/// and delivery id, so that any replica renders the same `delivery_status`.
+#[derive(Clone)]
+pub struct DeliveryLog {
+    store: Arc<dyn StateStore>,
+}
+
+impl DeliveryLog {
+    pub fn new(store: Arc<dyn StateStore>) -> Self {
+        DeliveryLog { store }
+    }
+
+    fn key(purpose: Purpose, target: &str, delivery_id: &str) -> String {
+        format!("otpdlv:{}:{target}:{delivery_id}", purpose.as_str())
+    }
+
+    /// Kept a minute longer than the code it carries.
+    pub async fn record(
+        &self,
+        message: &OutgoingMessage,
+        status: DeliveryStatus,
+    ) -> StoreResult<()> {
+        let key = Self::key(message.purpose, &message.to, &message.delivery_id);
+        let ttl = Duration::from_secs(message.valid_minutes.saturating_add(1) * 60);
+        let json = serde_json::to_string(&status).expect("a delivery status encodes");
+        self.store.put(&key, &json, ttl).await
+    }
+
+    pub async fn status(
+        &self,
+        purpose: Purpose,
+        target: &str,
+        delivery_id: &str,
+    ) -> StoreResult<Option<DeliveryStatus>> {
+        let json = self
+            .store
+            .get(&Self::key(purpose, target, delivery_id))
+            .await?;
+        Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,6 +175,8 @@ struct CodeRecord {
     code_hash: String,
     expires_at: DateTime<Utc>,
     sent_at: DateTime<Utc>,
+    #[serde(default)]
+    delivery_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -82,6 +201,8 @@ impl Default for OtpSettings {
 pub struct CodeStatus {
     pub can_resend_at: DateTime<Utc>,
     pub failed_attempt_rate_limit_exceeded: bool,
+    /// Of the message that carried the current code (`Sent` when none is known).
+    pub delivery: DeliveryStatus,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -97,6 +218,7 @@ pub struct OtpService {
     clock: Arc<dyn Clock>,
     rng: Arc<dyn SecureRandom>,
     messenger: Arc<dyn Messenger>,
+    deliveries: DeliveryLog,
 }
 
 impl OtpService {
@@ -107,6 +229,7 @@ impl OtpService {
         messenger: Arc<dyn Messenger>,
     ) -> Self {
         OtpService {
+            deliveries: DeliveryLog::new(store.clone()),
             store,
             clock,
             rng,
@@ -157,11 +280,13 @@ impl OtpService {
         }
         self.store.put(&per_flow, "1", settings.cooldown).await?;
         let code = token::otp_code_digits(&*self.rng, 6);
+        let delivery_id = token::random_id(&*self.rng);
         let now = self.clock.now();
         let record = CodeRecord {
             code_hash: token::sha256_hex(&code),
             expires_at: now + chrono::Duration::from_std(settings.code_valid).unwrap_or_default(),
             sent_at: now,
+            delivery_id: Some(delivery_id.clone()),
         };
         let json = serde_json::to_string(&record)
             .map_err(|e| FlowError::Unexpected(format!("otp encoding: {e}")))?;
@@ -170,14 +295,61 @@ impl OtpService {
         self.store
             .put(&Self::code_key(purpose, target), &json, settings.code_valid)
             .await?;
-        self.messenger.send(OutgoingMessage {
+        self.dispatch(OutgoingMessage {
             channel,
             to: target.to_string(),
             purpose,
             code,
             valid_minutes: settings.code_valid.as_secs().div_ceil(60),
-        });
+            delivery_id,
+        })
+        .await?;
         Ok(true)
+    }
+
+    /// `sending` is recorded before the hand-over, so a queue worker's outcome is never
+    /// overwritten by it.
+    async fn dispatch(&self, message: OutgoingMessage) -> FlowResult<()> {
+        self.deliveries
+            .record(&message, DeliveryStatus::Sending)
+            .await?;
+        let outcome = self.messenger.send(message.clone());
+        if outcome != DeliveryStatus::Sending {
+            self.deliveries.record(&message, outcome).await?;
+        }
+        Ok(())
+    }
+
+    async fn delivery_of(
+        &self,
+        record: &CodeRecord,
+        purpose: Purpose,
+        target: &str,
+    ) -> FlowResult<DeliveryStatus> {
+        let Some(id) = &record.delivery_id else {
+            return Ok(DeliveryStatus::Sent);
+        };
+        let status = self.deliveries.status(purpose, target, id).await?;
+        Ok(status.unwrap_or(DeliveryStatus::Sent))
+    }
+
+    /// The cooldown does not hold back a resend of a message whose delivery failed
+    /// (spec 13).
+    async fn lift_cooldown_after_failure(
+        &self,
+        purpose: Purpose,
+        target: &str,
+        flow_id: &str,
+    ) -> FlowResult<()> {
+        let Some(record) = self.record(purpose, target).await? else {
+            return Ok(());
+        };
+        if let DeliveryStatus::Failed(_) = self.delivery_of(&record, purpose, target).await? {
+            for key in Self::cooldown_keys(purpose, target, flow_id) {
+                self.store.delete(&key).await?;
+            }
+        }
+        Ok(())
     }
 
     /// An explicit resend: refused with `RateLimited` while a cooldown runs.
@@ -190,6 +362,8 @@ impl OtpService {
         settings: OtpSettings,
         cooldown_bucket: &str,
     ) -> FlowResult<()> {
+        self.lift_cooldown_after_failure(purpose, target, flow_id)
+            .await?;
         if self
             .send_code(purpose, channel, target, flow_id, settings)
             .await?
@@ -221,16 +395,23 @@ impl OtpService {
         let record = self.record(purpose, target).await?;
         let cooldown = chrono::Duration::from_std(settings.cooldown).unwrap_or_default();
         let now = self.clock.now();
-        Ok(match record {
-            Some(r) => CodeStatus {
-                can_resend_at: r.sent_at + cooldown,
-                failed_attempt_rate_limit_exceeded: self.failures(purpose, target).await?
-                    >= settings.max_failures,
-            },
-            None => CodeStatus {
+        let Some(r) = record else {
+            return Ok(CodeStatus {
                 can_resend_at: now,
                 failed_attempt_rate_limit_exceeded: false,
-            },
+                delivery: DeliveryStatus::Sent,
+            });
+        };
+        let delivery = self.delivery_of(&r, purpose, target).await?;
+        let can_resend_at = match delivery {
+            DeliveryStatus::Failed(_) => now,
+            _ => r.sent_at + cooldown,
+        };
+        Ok(CodeStatus {
+            can_resend_at,
+            failed_attempt_rate_limit_exceeded: self.failures(purpose, target).await?
+                >= settings.max_failures,
+            delivery,
         })
     }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::credentials::login_id::LoginIdRules;
 use crate::credentials::password::{HashingParams, PasswordPolicy};
 use super::otp::OtpSettings;
+use crate::config::LockoutConfig;
 use crate::model::LoginIdType;
 
 #[derive(Debug, Clone)]
@@ -61,6 +62,8 @@ pub struct EngineSettings {
     /// Claim verification codes by email / by SMS.
     pub verification_email: OtpSettings,
     pub verification_sms: OtpSettings,
+    /// `authentication.lockout` (disabled by default).
+    pub lockout: LockoutConfig,
 }
 
 impl EngineSettings {
@@ -100,6 +103,7 @@ impl Default for EngineSettings {
             secure_cookies: false,
             verification_email: OtpSettings::default(),
             verification_sms: OtpSettings::default(),
+            lockout: LockoutConfig::default(),
         }
     }
 }

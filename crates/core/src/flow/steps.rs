@@ -18,6 +18,7 @@ use crate::credentials::login_id::{self, LoginIdProblem, NormalizedLoginId};
 use crate::credentials::password::{
     MAX_PASSWORD_BYTES, PasswordCheck, PolicyViolation, check_policy, policy_json,
 };
+use crate::config::LockoutKind;
 use crate::credentials::token;
 use crate::model::{
     Authenticator, AuthenticatorKind, AuthenticatorType, DEFAULT_ORG_ID, Identity, LoginIdType,
@@ -550,6 +551,10 @@ async fn verify_password(
     password: String,
 ) -> FlowResult<()> {
     let user_id = state.user_id.clone().unwrap_or_default();
+    engine
+        .lockout
+        .ensure_unlocked(LockoutKind::Password, &user_id, &ctx.ip)
+        .await?;
     let buckets = password_buckets(engine, ctx, &user_id);
     engine.limiter.take_all(&buckets).await?;
     let authenticators = user_authenticators(engine, state).await?;
@@ -573,6 +578,10 @@ async fn verify_password(
     .await
     .map_err(|e| FlowError::Unexpected(format!("password check task: {e}")))?;
     let (PasswordCheck::Match { needs_rehash }, Some(authenticator)) = (check, stored) else {
+        engine
+            .lockout
+            .record_failure(LockoutKind::Password, &user_id, &ctx.ip)
+            .await?;
         return Err(FlowError::InvalidCredentials {
             authentication_type: "password",
         });
@@ -927,6 +936,7 @@ async fn verify_prompt(engine: &Engine, step: &StepDef, state: &FlowState) -> Fl
         can_resend_at: status.can_resend_at,
         can_check: false,
         failed_attempt_rate_limit_exceeded: status.failed_attempt_rate_limit_exceeded,
+        delivery_status: status.delivery,
     })
 }
 
