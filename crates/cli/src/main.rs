@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 mod org;
 
 #[derive(Parser)]
-#[command(name = "authflow", version, about = "Self-hosted authentication server")]
+#[command(
+    name = "authflow",
+    version,
+    about = "Self-hosted authentication server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -100,7 +104,8 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
 
 /// The configuration without a file: every default, SQLite `./authflow.db` in the
 /// working directory (flow-config.md 2.5).
-fn builtin_defaults() -> Result<authflow_core::config::Loaded, Vec<authflow_core::config::Problem>> {
+fn builtin_defaults() -> Result<authflow_core::config::Loaded, Vec<authflow_core::config::Problem>>
+{
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     authflow_core::config::load_str(
         "database: {url: \"sqlite://./authflow.db\"}",

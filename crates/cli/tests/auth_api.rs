@@ -17,16 +17,18 @@ const PASSWORD: &str = "Secr3t!pass";
 const NEW_PASSWORD: &str = "N3w!secret";
 const WRONG_PASSWORD: &str = "Wr0ng!pass";
 
-/// Cheap hashing, generous limits and a 2 s rotation grace period, so tests are fast.
-const BASE_YAML: &str = "\
+/// No email verification and cheap hashing, so tests are fast.
+const COMMON_YAML: &str = "\
 verification: {claims: {email: {required: false}}}
 authenticator: {password: {hashing: {memory_kib: 1024, iterations: 1, parallelism: 1}}}
-authentication: {rate_limits: {general: {per_ip: {period: 1m, burst: 1000}, per_user_per_ip: {period: 1m, burst: 1000}}}}
 ";
+/// Password limits that the tests do not reach.
+const GENEROUS_LIMITS_YAML: &str = "authentication: {rate_limits: {general: \
+    {per_ip: {period: 1m, burst: 1000}, per_user_per_ip: {period: 1m, burst: 1000}}}}\n";
 
 fn auth_api_yaml(extra: &str) -> String {
     format!(
-        "{BASE_YAML}auth_api:\n  key_rotation_grace_period: 2s\n  rate_limits:\n    \
+        "{COMMON_YAML}{GENEROUS_LIMITS_YAML}auth_api:\n  key_rotation_grace_period: 2s\n  rate_limits:\n    \
          anti_abuse_token_per_ip: {{period: 1m, burst: 1000}}\n    \
          anti_abuse_token_per_identity: {{period: 1m, burst: 25}}\n{extra}"
     )
@@ -875,11 +877,9 @@ async fn failed_logins_count_toward_the_flow_password_limits() -> Result<()> {
     for backend in backends() {
         let server = TestServer::builder(backend)
             .bin(BIN)
-            .extra_yaml(
-                "verification: {claims: {email: {required: false}}}\n\
-                 authenticator: {password: {hashing: {memory_kib: 1024, iterations: 1, parallelism: 1}}}\n\
-                 authentication: {rate_limits: {password: {per_ip: {period: 1m, burst: 3}}}}\n",
-            )
+            .extra_yaml(&format!(
+                "{COMMON_YAML}authentication: {{rate_limits: {{password: {{per_ip: {{period: 1m, burst: 3}}}}}}}}\n"
+            ))
             .start()
             .await?;
         let auth = AuthApi::new(&server);
@@ -910,6 +910,36 @@ async fn failed_logins_count_toward_the_flow_password_limits() -> Result<()> {
             err.err().context("flow login passed the shared limit")?
         );
         ensure!(message.contains("VerifyPasswordPerIP"), "{message}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn failed_logins_lock_the_account() -> Result<()> {
+    for backend in backends() {
+        let server = TestServer::builder(backend)
+            .bin(BIN)
+            .extra_yaml(&format!(
+                "{COMMON_YAML}authentication: {{lockout: {{max_attempts: 2, history_duration: 1m, \
+                 minimum_duration: 1m, maximum_duration: 5m, backoff_factor: 2, \
+                 lockout_type: per_user, password: {{enabled: true}}}}}}\n"
+            ))
+            .start()
+            .await?;
+        let auth = AuthApi::new(&server);
+        let org = create_org(&server, "Acme").await?;
+        let email = "lou@example.com";
+        assert_ok(&auth.signup(&org, email, PASSWORD).await?)?;
+        for _ in 0..2 {
+            assert_error(
+                &auth.login(&org, email, WRONG_PASSWORD).await?,
+                401,
+                "invalid_credentials",
+            )?;
+        }
+        let r = auth.login(&org, email, PASSWORD).await?;
+        assert_error(&r, 429, "account_locked")?;
+        ensure!(r.str_at("/error/until").is_some(), "{r}");
     }
     Ok(())
 }

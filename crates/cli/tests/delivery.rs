@@ -318,7 +318,10 @@ async fn start_signup(api: &FlowApi, identification: &str, login_id: &str) -> Re
         )
         .await?;
     verify.ensure_status(200)?;
-    ensure!(verify.action_type() == Some("verify"), "expected verify: {verify}");
+    ensure!(
+        verify.action_type() == Some("verify"),
+        "expected verify: {verify}"
+    );
     Ok(verify)
 }
 
@@ -365,7 +368,10 @@ async fn finish_signup(api: &FlowApi, verify: &ApiResponse, code: &str) -> Resul
 fn assert_no_code_logged(server: &TestServer, codes: &[&str]) {
     let logs = server.logs();
     for code in codes {
-        assert!(!logs.contains(code), "code {code} appears in the logs:\n{logs}");
+        assert!(
+            !logs.contains(code),
+            "code {code} appears in the logs:\n{logs}"
+        );
     }
 }
 
@@ -376,14 +382,18 @@ fn assert_delivery_error(state: &ApiResponse, name: &str, reason: &str, code: u6
     assert_eq!(error["name"], name, "{state}");
     assert_eq!(error["reason"], reason, "{state}");
     assert_eq!(error["code"], code, "{state}");
-    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{state}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{state}"
+    );
 }
 
 // ------------------------------------------------------------------------------------------------
 // Tests
 
 #[tokio::test]
-async fn the_verification_email_arrives_over_smtp_and_its_code_completes_the_signup() -> Result<()> {
+async fn the_verification_email_arrives_over_smtp_and_its_code_completes_the_signup() -> Result<()>
+{
     for backend in backends() {
         let sink = SmtpSink::start(SmtpBehaviour::Accept).await?;
         let receiver = WebhookReceiver::start(WebhookBehaviour::Accept).await?;
@@ -409,16 +419,30 @@ async fn the_verification_email_arrives_over_smtp_and_its_code_completes_the_sig
         let from = header(&mail, "From").context("from")?;
         assert!(from.contains("no-reply@example.com"), "{from}");
         let content_type = header(&mail, "Content-Type").context("content type")?;
-        assert!(content_type.starts_with("multipart/alternative"), "{content_type}");
+        assert!(
+            content_type.starts_with("multipart/alternative"),
+            "{content_type}"
+        );
         let text = readable(&mail);
-        assert!(text.contains("text/plain") && text.contains("text/html"), "{text}");
+        assert!(
+            text.contains("text/plain") && text.contains("text/html"),
+            "{text}"
+        );
         assert!(text.contains("valid for 5 minutes"), "{text}");
-        assert!(text.contains("to verify mi**@example.com"), "{text}");
+        assert!(text.contains("to verify m**@example.com"), "{text}");
         let code = code_after(&text, "verification code is ").context("code in the email")?;
 
-        let sent = wait_for_delivery(&api, verify.state_token().unwrap(), "sent", Duration::from_secs(10))
-            .await?;
-        assert!(sent.at("/result/action/data/delivery_error").is_none(), "{sent}");
+        let sent = wait_for_delivery(
+            &api,
+            verify.state_token().unwrap(),
+            "sent",
+            Duration::from_secs(10),
+        )
+        .await?;
+        assert!(
+            sent.at("/result/action/data/delivery_error").is_none(),
+            "{sent}"
+        );
         finish_signup(&api, &verify, &code).await?;
         assert_eq!(sink.mails().len(), 1, "one email");
 
@@ -438,7 +462,11 @@ async fn the_sms_webhook_gets_a_signed_json_post_whose_code_completes_the_signup
         let server = start(backend, &phone_config(&receiver.url(), "5s")).await?;
         let api = server.api();
         let verify = start_signup(&api, "phone", PHONE).await?;
-        assert_eq!(verify.str_at("/result/action/data/channel"), Some("sms"), "{verify}");
+        assert_eq!(
+            verify.str_at("/result/action/data/channel"),
+            Some("sms"),
+            "{verify}"
+        );
 
         let call = receiver.call_to(PHONE).await?;
         let body = call.json();
@@ -448,7 +476,10 @@ async fn the_sms_webhook_gets_a_signed_json_post_whose_code_completes_the_signup
             .as_str()
             .context("template_variables.code")?
             .to_string();
-        assert!(code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()), "{body}");
+        assert!(
+            code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
+            "{body}"
+        );
         let text = body["body"].as_str().context("body")?;
         assert!(text.contains(&code), "{text}");
         assert!(text.contains("Example App verification code"), "{text}");
@@ -459,8 +490,13 @@ async fn the_sms_webhook_gets_a_signed_json_post_whose_code_completes_the_signup
             "X-Authflow-Signature is the HMAC-SHA256 of the exact body"
         );
 
-        wait_for_delivery(&api, verify.state_token().unwrap(), "sent", Duration::from_secs(10))
-            .await?;
+        wait_for_delivery(
+            &api,
+            verify.state_token().unwrap(),
+            "sent",
+            Duration::from_secs(10),
+        )
+        .await?;
         finish_signup(&api, &verify, &code).await?;
         assert_eq!(receiver.calls().len(), 1, "one SMS");
         assert_no_code_logged(&server, &[&code]);
@@ -491,17 +527,29 @@ async fn a_webhook_answering_500_is_retried_then_reported_failed_and_a_resend_is
         let resent = api.input(&token, json!({"resend": true})).await?;
         resent.ensure_status(200)?;
         assert_eq!(delivery_status(&resent), Some("sending"), "{resent}");
-        assert!(resent.at("/result/action/data/delivery_error").is_none(), "{resent}");
-        eventually(Duration::from_secs(5), "the resend reaches the webhook", async || {
-            Ok((receiver.calls().len() > 3).then_some(()))
-        })
+        assert!(
+            resent.at("/result/action/data/delivery_error").is_none(),
+            "{resent}"
+        );
+        eventually(
+            Duration::from_secs(5),
+            "the resend reaches the webhook",
+            async || Ok((receiver.calls().len() > 3).then_some(())),
+        )
         .await?;
         let codes: Vec<String> = receiver
             .calls()
             .iter()
-            .filter_map(|c| c.json()["template_variables"]["code"].as_str().map(str::to_string))
+            .filter_map(|c| {
+                c.json()["template_variables"]["code"]
+                    .as_str()
+                    .map(str::to_string)
+            })
             .collect();
-        assert_no_code_logged(&server, &codes.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_no_code_logged(
+            &server,
+            &codes.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
     }
     Ok(())
 }
@@ -519,8 +567,13 @@ async fn a_webhook_that_never_answers_is_reported_as_a_gateway_timeout() -> Resu
             "the request does not wait on the gateway"
         );
         assert_eq!(delivery_status(&verify), Some("sending"), "{verify}");
-        let failed =
-            wait_for_delivery(&api, verify.state_token().unwrap(), "failed", FAILURE_DEADLINE).await?;
+        let failed = wait_for_delivery(
+            &api,
+            verify.state_token().unwrap(),
+            "failed",
+            FAILURE_DEADLINE,
+        )
+        .await?;
         assert_delivery_error(&failed, "InternalError", "SMSGatewayTimeout", 500);
         assert_eq!(receiver.calls().len(), 3, "3 attempts");
         let code = receiver.calls()[0].json()["template_variables"]["code"]
@@ -584,7 +637,10 @@ async fn without_transport_and_with_the_outbox_disabled_delivery_fails() -> Resu
         assert_delivery_error(&verify, "InternalError", "OTPDeliveryUnexpectedError", 500);
         assert_eq!(api.get("/authflow/outbox").await?.status, 404);
         let logs = server.logs();
-        assert!(!logs.contains("development outbox (GET"), "no outbox warning:\n{logs}");
+        assert!(
+            !logs.contains("development outbox (GET"),
+            "no outbox warning:\n{logs}"
+        );
     }
     Ok(())
 }

@@ -57,7 +57,10 @@ async fn signup_then_login_with_email_and_password() -> Result<()> {
         assert!(token.starts_with("authflowstate_") && token.len() == 14 + 32);
 
         let identified = api
-            .input(&token, json!({"identification": "email", "login_id": "Alice@Example.com"}))
+            .input(
+                &token,
+                json!({"identification": "email", "login_id": "Alice@Example.com"}),
+            )
             .await?;
         identified.ensure_status(200)?;
         assert_eq!(identified.action_type(), Some("create_authenticator"));
@@ -76,14 +79,20 @@ async fn signup_then_login_with_email_and_password() -> Result<()> {
         assert_eq!(finished.action_type(), Some("finished"));
         assert_eq!(finished.at("/result/action/data"), Some(&json!({})));
         let cookie = session_cookie(&finished).expect("session cookie");
-        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+            "{cookie}"
+        );
         assert!(!cookie.contains("Secure"), "plain http origin: {cookie}");
         assert_eq!(finished.header("cache-control"), Some("no-store"));
 
         // Login by the normalized email, whatever its case.
         let login = api.create_flow("login", "default").await?;
         let auth = api
-            .input(login.state_token().unwrap(), json!({"identification": "email", "login_id": "alice@example.COM"}))
+            .input(
+                login.state_token().unwrap(),
+                json!({"identification": "email", "login_id": "alice@example.COM"}),
+            )
             .await?;
         auth.ensure_status(200)?;
         assert_eq!(auth.action_type(), Some("authenticate"));
@@ -93,7 +102,10 @@ async fn signup_then_login_with_email_and_password() -> Result<()> {
                 "options": [{"authentication": "primary_password"}], "device_token_enabled": false}))
         );
         let done = api
-            .input(auth.state_token().unwrap(), json!({"authentication": "primary_password", "password": "correct horse 1"}))
+            .input(
+                auth.state_token().unwrap(),
+                json!({"authentication": "primary_password", "password": "correct horse 1"}),
+            )
             .await?;
         assert_eq!(done.action_type(), Some("finished"), "{done}");
         assert!(session_cookie(&done).is_some());
@@ -110,29 +122,48 @@ async fn wrong_password_keeps_the_state_and_the_token_can_retry() -> Result<()> 
 
         let login = api.create_flow("login", "default").await?;
         let auth = api
-            .input(login.state_token().unwrap(), json!({"identification": "email", "login_id": "bob@example.com"}))
+            .input(
+                login.state_token().unwrap(),
+                json!({"identification": "email", "login_id": "bob@example.com"}),
+            )
             .await?;
         let token = auth.state_token().unwrap().to_string();
         let wrong = api
-            .input(&token, json!({"authentication": "primary_password", "password": "not it"}))
+            .input(
+                &token,
+                json!({"authentication": "primary_password", "password": "not it"}),
+            )
             .await?;
         assert_error(&wrong, 401, "InvalidCredentials");
         assert_eq!(wrong.str_at("/error/name"), Some("Unauthorized"));
         assert_eq!(wrong.str_at("/error/message"), Some("invalid credentials"));
         assert_eq!(wrong.str_at("/error/info/FlowType"), Some("login"));
-        assert_eq!(wrong.str_at("/error/info/AuthenticationType"), Some("password"));
-        assert_eq!(wrong.state_token(), Some(token.as_str()), "result echoes the sent token");
+        assert_eq!(
+            wrong.str_at("/error/info/AuthenticationType"),
+            Some("password")
+        );
+        assert_eq!(
+            wrong.state_token(),
+            Some(token.as_str()),
+            "result echoes the sent token"
+        );
         assert_eq!(wrong.action_type(), Some("authenticate"));
 
         let right = api
-            .input(&token, json!({"authentication": "primary_password", "password": "a good password"}))
+            .input(
+                &token,
+                json!({"authentication": "primary_password", "password": "a good password"}),
+            )
             .await?;
         assert_eq!(right.action_type(), Some("finished"), "{right}");
         // Finishing invalidates every token of the flow.
         let after = api.read_state(&token).await?;
         assert_error(&after, 404, "AuthenticationFlowNotFound");
         let reuse = api
-            .input(&token, json!({"authentication": "primary_password", "password": "a good password"}))
+            .input(
+                &token,
+                json!({"authentication": "primary_password", "password": "a good password"}),
+            )
             .await?;
         assert_error(&reuse, 404, "AuthenticationFlowNotFound");
         assert!(reuse.at("/result").is_none());
@@ -182,7 +213,10 @@ async fn phone_and_password_login_in_one_request_with_batch_input() -> Result<()
         assert_error(&invalid, 400, "ValidationFailed");
         assert_eq!(invalid.str_at("/error/message"), Some("invalid login ID"));
         assert_eq!(invalid.str_at("/error/info/causes/0/kind"), Some("format"));
-        assert_eq!(invalid.str_at("/error/info/causes/0/details/format"), Some("phone"));
+        assert_eq!(
+            invalid.str_at("/error/info/causes/0/details/format"),
+            Some("phone")
+        );
     }
     Ok(())
 }
@@ -195,12 +229,18 @@ async fn an_earlier_token_branches_and_abandoned_flows_leave_nothing() -> Result
         let created = api.create_flow("signup", "default").await?;
         let first = created.state_token().unwrap().to_string();
         let a = api
-            .input(&first, json!({"identification": "email", "login_id": "first@example.com"}))
+            .input(
+                &first,
+                json!({"identification": "email", "login_id": "first@example.com"}),
+            )
             .await?;
         assert_eq!(a.action_type(), Some("create_authenticator"));
         // Go back: the first token still works and can choose differently.
         let b = api
-            .input(&first, json!({"identification": "email", "login_id": "second@example.com"}))
+            .input(
+                &first,
+                json!({"identification": "email", "login_id": "second@example.com"}),
+            )
             .await?;
         assert_eq!(b.action_type(), Some("create_authenticator"));
         assert_ne!(a.state_token(), b.state_token());
@@ -209,26 +249,48 @@ async fn an_earlier_token_branches_and_abandoned_flows_leave_nothing() -> Result
         assert_eq!(again.action_type(), Some("identify"));
 
         let done = api
-            .input(b.state_token().unwrap(), json!({"authentication": "primary_password", "new_password": "password two"}))
+            .input(
+                b.state_token().unwrap(),
+                json!({"authentication": "primary_password", "new_password": "password two"}),
+            )
             .await?;
         assert_eq!(done.action_type(), Some("finished"));
         // The other branch of the same flow can no longer finish.
         let other = api
-            .input(a.state_token().unwrap(), json!({"authentication": "primary_password", "new_password": "password one"}))
+            .input(
+                a.state_token().unwrap(),
+                json!({"authentication": "primary_password", "new_password": "password one"}),
+            )
             .await?;
         assert_error(&other, 404, "AuthenticationFlowNotFound");
 
         // Nothing of the abandoned branch was written.
         let login = api.create_flow("login", "default").await?;
         let missing = api
-            .input(login.state_token().unwrap(), json!({"identification": "email", "login_id": "first@example.com"}))
+            .input(
+                login.state_token().unwrap(),
+                json!({"identification": "email", "login_id": "first@example.com"}),
+            )
             .await?;
         assert_error(&missing, 404, "UserNotFound");
         assert_eq!(missing.str_at("/error/message"), Some("user not found"));
-        assert_eq!(missing.str_at("/error/info/LoginIDTypeIncoming"), Some("email"));
-        assert_eq!(missing.str_at("/error/info/IdentityTypeIncoming"), Some("login_id"));
-        assert_eq!(missing.at("/error/info/ExistingIdentities"), Some(&json!([])));
-        assert_eq!(missing.action_type(), Some("identify"), "result is the unchanged state");
+        assert_eq!(
+            missing.str_at("/error/info/LoginIDTypeIncoming"),
+            Some("email")
+        );
+        assert_eq!(
+            missing.str_at("/error/info/IdentityTypeIncoming"),
+            Some("login_id")
+        );
+        assert_eq!(
+            missing.at("/error/info/ExistingIdentities"),
+            Some(&json!([]))
+        );
+        assert_eq!(
+            missing.action_type(),
+            Some("identify"),
+            "result is the unchanged state"
+        );
     }
     Ok(())
 }
@@ -245,33 +307,63 @@ async fn signup_errors_invalid_login_id_duplicate_and_weak_password() -> Result<
         let token = created.state_token().unwrap().to_string();
 
         let bad = api
-            .input(&token, json!({"identification": "email", "login_id": "not-an-email"}))
+            .input(
+                &token,
+                json!({"identification": "email", "login_id": "not-an-email"}),
+            )
             .await?;
         assert_error(&bad, 400, "ValidationFailed");
         assert_eq!(bad.str_at("/error/message"), Some("invalid login ID"));
-        assert_eq!(bad.str_at("/error/info/causes/0/location"), Some("/login_id"));
-        assert_eq!(bad.str_at("/error/info/causes/0/details/format"), Some("email"));
+        assert_eq!(
+            bad.str_at("/error/info/causes/0/location"),
+            Some("/login_id")
+        );
+        assert_eq!(
+            bad.str_at("/error/info/causes/0/details/format"),
+            Some("email")
+        );
 
-        let wrong_shape = api.input(&token, json!({"identification": "email"})).await?;
+        let wrong_shape = api
+            .input(&token, json!({"identification": "email"}))
+            .await?;
         assert_error(&wrong_shape, 400, "ValidationFailed");
-        assert_eq!(wrong_shape.str_at("/error/info/causes/0/kind"), Some("required"));
+        assert_eq!(
+            wrong_shape.str_at("/error/info/causes/0/kind"),
+            Some("required")
+        );
         let not_offered = api
-            .input(&token, json!({"identification": "phone", "login_id": "+85251001234"}))
+            .input(
+                &token,
+                json!({"identification": "phone", "login_id": "+85251001234"}),
+            )
             .await?;
         assert_error(&not_offered, 400, "ValidationFailed");
-        assert_eq!(not_offered.str_at("/error/info/causes/0/kind"), Some("enum"));
+        assert_eq!(
+            not_offered.str_at("/error/info/causes/0/kind"),
+            Some("enum")
+        );
 
         let next = api
-            .input(&token, json!({"identification": "email", "login_id": "carol@example.com"}))
+            .input(
+                &token,
+                json!({"identification": "email", "login_id": "carol@example.com"}),
+            )
             .await?;
-        let policy = next.at("/result/action/data/options/0/password_policy").cloned();
+        let policy = next
+            .at("/result/action/data/options/0/password_policy")
+            .cloned();
         assert_eq!(
             policy,
-            Some(json!({"minimum_length": 10, "digit_required": true, "symbol_required": true,
-                "minimum_zxcvbn_score": 2, "history": {"enabled": false}}))
+            Some(
+                json!({"minimum_length": 10, "digit_required": true, "symbol_required": true,
+                "minimum_zxcvbn_score": 2, "history": {"enabled": false}})
+            )
         );
         let weak = api
-            .input(next.state_token().unwrap(), json!({"authentication": "primary_password", "new_password": "password"}))
+            .input(
+                next.state_token().unwrap(),
+                json!({"authentication": "primary_password", "new_password": "password"}),
+            )
             .await?;
         assert_error(&weak, 400, "PasswordPolicyViolated");
         let names: Vec<&str> = weak
@@ -281,21 +373,38 @@ async fn signup_errors_invalid_login_id_duplicate_and_weak_password() -> Result<
             .unwrap_or_default();
         assert_eq!(
             names,
-            ["PasswordTooShort", "PasswordDigitRequired", "PasswordSymbolRequired", "PasswordBelowGuessableLevel"]
+            [
+                "PasswordTooShort",
+                "PasswordDigitRequired",
+                "PasswordSymbolRequired",
+                "PasswordBelowGuessableLevel"
+            ]
         );
-        assert_eq!(weak.at("/error/info/causes/0/Info"), Some(&json!({"min_length": 10, "pw_length": 8})));
+        assert_eq!(
+            weak.at("/error/info/causes/0/Info"),
+            Some(&json!({"min_length": 10, "pw_length": 8}))
+        );
         let ok = api
-            .input(next.state_token().unwrap(), json!({"authentication": "primary_password", "new_password": "Tr0ub4dor&3-horse!"}))
+            .input(
+                next.state_token().unwrap(),
+                json!({"authentication": "primary_password", "new_password": "Tr0ub4dor&3-horse!"}),
+            )
             .await?;
         assert_eq!(ok.action_type(), Some("finished"), "{ok}");
 
         let again = api.create_flow("signup", "default").await?;
         let dup = api
-            .input(again.state_token().unwrap(), json!({"identification": "email", "login_id": "CAROL@example.com"}))
+            .input(
+                again.state_token().unwrap(),
+                json!({"identification": "email", "login_id": "CAROL@example.com"}),
+            )
             .await?;
         assert_error(&dup, 400, "InvariantViolated");
         assert_eq!(dup.str_at("/error/message"), Some("duplicated identity"));
-        assert_eq!(dup.str_at("/error/info/cause/kind"), Some("DuplicatedIdentity"));
+        assert_eq!(
+            dup.str_at("/error/info/cause/kind"),
+            Some("DuplicatedIdentity")
+        );
         assert_eq!(dup.str_at("/error/info/LoginIDTypeExisting"), Some("email"));
         assert_eq!(dup.str_at("/error/info/FlowType"), Some("signup"));
     }
@@ -312,18 +421,27 @@ async fn signup_login_routes_new_and_existing_login_ids() -> Result<()> {
         let existing = api.create_flow("signup_login", "default").await?;
         assert_eq!(existing.str_at("/result/type"), Some("signup_login"));
         let routed = api
-            .input(existing.state_token().unwrap(), json!({"identification": "email", "login_id": "dave@example.com"}))
+            .input(
+                existing.state_token().unwrap(),
+                json!({"identification": "email", "login_id": "dave@example.com"}),
+            )
             .await?;
         assert_eq!(routed.str_at("/result/type"), Some("login"), "{routed}");
         assert_eq!(routed.action_type(), Some("authenticate"));
         let done = api
-            .input(routed.state_token().unwrap(), json!({"authentication": "primary_password", "password": "dave's password"}))
+            .input(
+                routed.state_token().unwrap(),
+                json!({"authentication": "primary_password", "password": "dave's password"}),
+            )
             .await?;
         assert_eq!(done.action_type(), Some("finished"));
 
         let new = api.create_flow("signup_login", "default").await?;
         let routed = api
-            .input(new.state_token().unwrap(), json!({"identification": "email", "login_id": "erin@example.com"}))
+            .input(
+                new.state_token().unwrap(),
+                json!({"identification": "email", "login_id": "erin@example.com"}),
+            )
             .await?;
         assert_eq!(routed.str_at("/result/type"), Some("signup"), "{routed}");
         assert_eq!(routed.action_type(), Some("create_authenticator"));
@@ -337,16 +455,30 @@ async fn flow_names_types_and_disabled_public_signup() -> Result<()> {
     for backend in backends() {
         let server = start(backend, &config).await?;
         let api = server.api();
-        assert_error(&api.create_flow("login", "nope").await?, 404, "AuthenticationFlowFlowNotFound");
-        assert_error(&api.create_flow("promote", "default").await?, 400, "AuthenticationFlowUnknownFlow");
+        assert_error(
+            &api.create_flow("login", "nope").await?,
+            404,
+            "AuthenticationFlowFlowNotFound",
+        );
+        assert_error(
+            &api.create_flow("promote", "default").await?,
+            400,
+            "AuthenticationFlowUnknownFlow",
+        );
         let signup = api.create_flow("signup", "default").await?;
         assert_error(&signup, 403, "AuthenticationFlowNoPublicSignup");
         let sl = api.create_flow("signup_login", "default").await?;
         let to_signup = api
-            .input(sl.state_token().unwrap(), json!({"identification": "email", "login_id": "new@example.com"}))
+            .input(
+                sl.state_token().unwrap(),
+                json!({"identification": "email", "login_id": "new@example.com"}),
+            )
             .await?;
         assert_error(&to_signup, 403, "AuthenticationFlowNoPublicSignup");
-        assert_eq!(to_signup.str_at("/error/info/FlowType"), Some("signup_login"));
+        assert_eq!(
+            to_signup.str_at("/error/info/FlowType"),
+            Some("signup_login")
+        );
     }
     Ok(())
 }
@@ -367,22 +499,47 @@ async fn password_guessing_is_rate_limited_per_user_and_ip() -> Result<()> {
             async move {
                 let login = api.create_flow("login", "default").await?;
                 let auth = api
-                    .input(login.state_token().unwrap(), json!({"identification": "email", "login_id": email}))
+                    .input(
+                        login.state_token().unwrap(),
+                        json!({"identification": "email", "login_id": email}),
+                    )
                     .await?;
-                api.input(auth.state_token().unwrap(), json!({"authentication": "primary_password", "password": password}))
-                    .await
+                api.input(
+                    auth.state_token().unwrap(),
+                    json!({"authentication": "primary_password", "password": password}),
+                )
+                .await
             }
         };
-        assert_error(&attempt("frank@example.com", "guess 1").await?, 401, "InvalidCredentials");
-        assert_error(&attempt("frank@example.com", "guess 2").await?, 401, "InvalidCredentials");
+        assert_error(
+            &attempt("frank@example.com", "guess 1").await?,
+            401,
+            "InvalidCredentials",
+        );
+        assert_error(
+            &attempt("frank@example.com", "guess 2").await?,
+            401,
+            "InvalidCredentials",
+        );
         let limited = attempt("frank@example.com", "frank's password").await?;
         assert_error(&limited, 429, "RateLimited");
-        assert_eq!(limited.str_at("/error/message"), Some("request rate limited"));
-        assert_eq!(limited.str_at("/error/info/bucket_name"), Some("VerifyPasswordPerUserPerIP"));
-        assert_eq!(limited.str_at("/error/info/rate_limit_name"), Some("authentication.password"));
+        assert_eq!(
+            limited.str_at("/error/message"),
+            Some("request rate limited")
+        );
+        assert_eq!(
+            limited.str_at("/error/info/bucket_name"),
+            Some("VerifyPasswordPerUserPerIP")
+        );
+        assert_eq!(
+            limited.str_at("/error/info/rate_limit_name"),
+            Some("authentication.password")
+        );
         assert_eq!(
             limited.at("/error/info/rate_limit"),
-            Some(&json!({"name": "authentication.password.per_user_per_ip", "group": "authentication.password"}))
+            Some(
+                &json!({"name": "authentication.password.per_user_per_ip", "group": "authentication.password"})
+            )
         );
         assert_eq!(limited.str_at("/error/info/FlowType"), Some("login"));
         // Another user from the same IP is not affected.
@@ -405,13 +562,19 @@ async fn account_enumeration_and_api_limits() -> Result<()> {
         let token = login.state_token().unwrap().to_string();
         let probe = |who: &'static str| {
             let (api, token) = (api.clone(), token.clone());
-            async move { api.input(&token, json!({"identification": "email", "login_id": who})).await }
+            async move {
+                api.input(&token, json!({"identification": "email", "login_id": who}))
+                    .await
+            }
         };
         assert_error(&probe("a@example.com").await?, 404, "UserNotFound");
         assert_error(&probe("b@example.com").await?, 404, "UserNotFound");
         let limited = probe("c@example.com").await?;
         assert_error(&limited, 429, "RateLimited");
-        assert_eq!(limited.str_at("/error/info/bucket_name"), Some("AccountEnumerationPerIP"));
+        assert_eq!(
+            limited.str_at("/error/info/bucket_name"),
+            Some("AccountEnumerationPerIP")
+        );
 
         // The whole-API limit: 12 requests per minute, 4 used so far.
         let mut last = None;
@@ -427,13 +590,17 @@ async fn account_enumeration_and_api_limits() -> Result<()> {
 }
 
 #[tokio::test]
-async fn concurrent_signups_of_one_email_make_one_user_and_distinct_ones_all_succeed() -> Result<()> {
+async fn concurrent_signups_of_one_email_make_one_user_and_distinct_ones_all_succeed() -> Result<()>
+{
     for backend in backends() {
         let server = start(backend, NO_VERIFY).await?;
         let api = server.api();
         let same = (0..30).map(|i| {
             let api = api.clone();
-            async move { api.signup_with_password("same@example.com", &format!("password number {i}")).await }
+            async move {
+                api.signup_with_password("same@example.com", &format!("password number {i}"))
+                    .await
+            }
         });
         let results = futures::future::join_all(same).await;
         let finished = results.iter().filter(|r| r.is_ok()).count();
@@ -443,7 +610,8 @@ async fn concurrent_signups_of_one_email_make_one_user_and_distinct_ones_all_suc
             let api = api.clone();
             async move {
                 let email = format!("user{i}@example.com");
-                api.signup_with_password(&email, "a shared password").await?;
+                api.signup_with_password(&email, "a shared password")
+                    .await?;
                 api.login_with_password(&email, "a shared password").await
             }
         });
@@ -464,7 +632,10 @@ async fn concurrent_finishes_report_duplicated_identity_at_commit() -> Result<()
         for _ in 0..2 {
             let c = api.create_flow("signup", "default").await?;
             let i = api
-                .input(c.state_token().unwrap(), json!({"identification": "email", "login_id": "race@example.com"}))
+                .input(
+                    c.state_token().unwrap(),
+                    json!({"identification": "email", "login_id": "race@example.com"}),
+                )
                 .await?;
             tokens.push(i.state_token().unwrap().to_string());
         }
@@ -473,8 +644,15 @@ async fn concurrent_finishes_report_duplicated_identity_at_commit() -> Result<()
         assert_eq!(first.action_type(), Some("finished"));
         let second = api.input(&tokens[1], input).await?;
         assert_error(&second, 400, "InvariantViolated");
-        assert_eq!(second.str_at("/error/info/cause/kind"), Some("DuplicatedIdentity"));
-        assert_eq!(second.state_token(), Some(tokens[1].as_str()), "the flow stays unfinished");
+        assert_eq!(
+            second.str_at("/error/info/cause/kind"),
+            Some("DuplicatedIdentity")
+        );
+        assert_eq!(
+            second.state_token(),
+            Some(tokens[1].as_str()),
+            "the flow stays unfinished"
+        );
     }
     Ok(())
 }
@@ -515,7 +693,10 @@ async fn custom_username_flow_runs_as_written() -> Result<()> {
             ]}))
             .await?;
         assert_error(&s, 400, "PasswordPolicyViolated");
-        assert_eq!(s.str_at("/error/info/causes/0/Name"), Some("PasswordContainingExcludedKeywords"));
+        assert_eq!(
+            s.str_at("/error/info/causes/0/Name"),
+            Some("PasswordContainingExcludedKeywords")
+        );
 
         let s = api
             .create_flow_with(json!({"type": "signup", "name": "staff", "batch_input": [
@@ -530,9 +711,17 @@ async fn custom_username_flow_runs_as_written() -> Result<()> {
                 {"authentication": "primary_password", "password": "first password"},
             ]}))
             .await?;
-        assert_eq!(l.action_type(), Some("finished"), "policy met: change_password skipped: {l}");
+        assert_eq!(
+            l.action_type(),
+            Some("finished"),
+            "policy met: change_password skipped: {l}"
+        );
         let default_missing = api.create_flow("login", "default").await?;
-        assert_eq!(default_missing.action_type(), Some("identify"), "the generated default flow remains");
+        assert_eq!(
+            default_missing.action_type(),
+            Some("identify"),
+            "the generated default flow remains"
+        );
     }
     Ok(())
 }
@@ -597,7 +786,10 @@ async fn a_required_step_with_nothing_usable_is_no_authenticator() -> Result<()>
         signup(&api, "ivan@example.com", "ivan's password").await;
         let login = api.create_flow("login", "second_password").await?;
         let r = api
-            .input(login.state_token().unwrap(), json!({"identification": "email", "login_id": "ivan@example.com"}))
+            .input(
+                login.state_token().unwrap(),
+                json!({"identification": "email", "login_id": "ivan@example.com"}),
+            )
             .await?;
         assert_error(&r, 400, "InvariantViolated");
         assert_eq!(r.str_at("/error/message"), Some("no authenticator"));

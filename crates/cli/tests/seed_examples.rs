@@ -129,7 +129,8 @@ fn seed_002_signup_login_with_both_identifiers_checks_cleanly() {
 
 #[test]
 fn a_broken_target_step_in_the_seed_example_is_reported() {
-    let broken = SIGNUP_EMAIL_AND_PHONE.replacen("target_step: setup_phone", "target_step: setup_phon", 1);
+    let broken =
+        SIGNUP_EMAIL_AND_PHONE.replacen("target_step: setup_phone", "target_step: setup_phon", 1);
     let (code, stdout, _) = check(&broken);
     assert_eq!(code, 1);
     assert_eq!(

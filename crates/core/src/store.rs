@@ -136,7 +136,9 @@ pub trait Database: Send + Sync {
 pub enum RateDecision {
     Allowed,
     /// No token left; one becomes available after `retry_after`.
-    Limited { retry_after: Duration },
+    Limited {
+        retry_after: Duration,
+    },
 }
 
 /// Short-lived state with expiry, shared by all replicas when backed by Redis.
@@ -159,8 +161,12 @@ pub trait StateStore: Send + Sync {
     async fn incr(&self, key: &str, delta: i64, ttl: Duration) -> StoreResult<i64>;
     /// Take one token from the bucket `key` holding `burst` tokens refilled at `burst`
     /// per `period` (GCRA). Atomic across replicas.
-    async fn take_token(&self, key: &str, period: Duration, burst: u32)
-    -> StoreResult<RateDecision>;
+    async fn take_token(
+        &self,
+        key: &str,
+        period: Duration,
+        burst: u32,
+    ) -> StoreResult<RateDecision>;
     /// Give back one token taken by [`StateStore::take_token`] (failure-only limits
     /// return the token on success). Never exceeds `burst`.
     async fn return_token(&self, key: &str, period: Duration, burst: u32) -> StoreResult<()>;

@@ -114,7 +114,12 @@ async fn input(
         (None, Some(_)) => batch_member(&body, "batch_input", &mut causes),
     };
     let token = match body.get("state_token") {
-        None => return Err(ApiError::from_flow(&authflow_core::flow::FlowError::FlowNotFound, None)),
+        None => {
+            return Err(ApiError::from_flow(
+                &authflow_core::flow::FlowError::FlowNotFound,
+                None,
+            ));
+        }
         Some(Value::String(t)) => Some(t.clone()),
         Some(other) => {
             causes.push(type_cause("/state_token", "string", other));
@@ -175,7 +180,10 @@ fn respond(
             Ok((headers, axum::Json(body)).into_response())
         }
         Err(e) => {
-            if matches!(e.error.reason(), "UnexpectedError" | "AuthenticationFlowInvalidFlowConfig") {
+            if matches!(
+                e.error.reason(),
+                "UnexpectedError" | "AuthenticationFlowInvalidFlowConfig"
+            ) {
                 tracing::error!(error = %e.error, "flow failed");
             }
             let kind = e.flow_kind.or(kind);
@@ -273,7 +281,11 @@ fn render_otp_prompt(p: &OtpPrompt) -> Value {
 }
 
 fn render_finished_data(view: &StateView) -> Value {
-    match view.finished.as_ref().and_then(|f| f.finish_redirect_uri.as_ref()) {
+    match view
+        .finished
+        .as_ref()
+        .and_then(|f| f.finish_redirect_uri.as_ref())
+    {
         Some(uri) => json!({ "finish_redirect_uri": uri }),
         None => json!({}),
     }
@@ -318,7 +330,11 @@ fn required_cause(body: &Map<String, Value>, key: &str) -> Value {
 }
 
 fn required(body: &Map<String, Value>, keys: &[&str]) -> Vec<Value> {
-    let missing: Vec<&str> = keys.iter().copied().filter(|k| !body.contains_key(*k)).collect();
+    let missing: Vec<&str> = keys
+        .iter()
+        .copied()
+        .filter(|k| !body.contains_key(*k))
+        .collect();
     if missing.is_empty() {
         return Vec::new();
     }
@@ -343,7 +359,11 @@ fn type_cause(location: &str, expected: &str, actual: &Value) -> Value {
         "details": {"expected": [expected], "actual": type_name(actual)}})
 }
 
-fn string_or_cause(body: &Map<String, Value>, key: &str, causes: &mut Vec<Value>) -> Option<String> {
+fn string_or_cause(
+    body: &Map<String, Value>,
+    key: &str,
+    causes: &mut Vec<Value>,
+) -> Option<String> {
     match body.get(key) {
         Some(Value::String(s)) => Some(s.clone()),
         Some(other) => {

@@ -23,19 +23,20 @@ use axum::routing::post;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use authflow_core::clock::OsRandom;
-use authflow_core::config::{AuthApiConfig, Config, RateLimit};
+use authflow_core::clock::{OsRandom, SystemClock};
+use authflow_core::config::{AuthApiConfig, Config, LockoutKind, RateLimit};
 use authflow_core::credentials::login_id::NormalizedLoginId;
 use authflow_core::credentials::password::{PasswordCheck, PasswordHasher};
 use authflow_core::credentials::token::random_id;
 use authflow_core::flow::FlowError;
 use authflow_core::flow::limits::{Bucket, RateLimiter};
+use authflow_core::flow::lockout::Lockout;
 use authflow_core::flow::settings::Limit;
 use authflow_core::model::{
     AuditEvent, Authenticator, AuthenticatorKind, AuthenticatorType, Identity, LoginIdType,
     PasswordHistoryEntry, User,
 };
-use authflow_core::store::{Change, StoreError};
+use authflow_core::store::{Change, StateStore, StoreError};
 
 use self::accounts::{
     Account, check_new_password, email_for_lookup, email_for_signup, email_key, find_account,
@@ -52,16 +53,23 @@ pub struct AuthApiSettings {
     pub issuer: String,
     /// Same argon2id parameters as the flow APIs.
     pub hasher: Arc<PasswordHasher>,
+    /// `authentication.lockout`, on the same state as the flow APIs' logins.
+    pub lockout: Lockout,
 }
 
 impl AuthApiSettings {
-    pub fn from_config(config: &Config) -> Self {
+    pub fn new(config: &Config, state_store: Arc<dyn StateStore>) -> Self {
         AuthApiSettings {
             config: config.auth_api.clone(),
             issuer: config.server.public_origin.clone(),
             hasher: Arc::new(PasswordHasher::new(
                 config.authenticator.password.hashing.clone(),
             )),
+            lockout: Lockout::new(
+                config.authentication.lockout.clone(),
+                state_store,
+                Arc::new(SystemClock),
+            ),
         }
     }
 }
@@ -171,19 +179,19 @@ async fn take_tokens(app: &AppState, buckets: &[Bucket]) -> Result<(), AuthApiEr
     RateLimiter::new(app.state_store.clone())
         .take_all(buckets)
         .await
-        .map_err(|e| rate_limit_error(buckets, e))
+        .map_err(|e| limit_error(buckets, e))
 }
 
 async fn give_back_tokens(app: &AppState, buckets: &[Bucket]) -> Result<(), AuthApiError> {
     RateLimiter::new(app.state_store.clone())
         .give_back_all(buckets)
         .await
-        .map_err(|e| rate_limit_error(buckets, e))
+        .map_err(|e| limit_error(buckets, e))
 }
 
 /// `rate_limited` with `Retry-After` = the bucket's refill interval (period / burst), the
-/// longest a GCRA bucket makes a client wait for its next token.
-fn rate_limit_error(buckets: &[Bucket], error: FlowError) -> AuthApiError {
+/// longest a GCRA bucket makes a client wait for its next token; `account_locked`.
+fn limit_error(buckets: &[Bucket], error: FlowError) -> AuthApiError {
     match error {
         FlowError::RateLimited(hit) => {
             let limit = buckets
@@ -194,7 +202,7 @@ fn rate_limit_error(buckets: &[Bucket], error: FlowError) -> AuthApiError {
             AuthApiError::RateLimited { retry_after }
         }
         FlowError::AccountLockout { until } => AuthApiError::AccountLocked { until },
-        other => AuthApiError::Internal(format!("rate limiter: {other}")),
+        other => AuthApiError::Internal(format!("rate limit or lockout: {other}")),
     }
 }
 
@@ -367,26 +375,39 @@ async fn login(State(app): State<AppState>, req: AuthRequest) -> Reply {
 }
 
 /// Verify the password of `account` (a dummy verification without one), counting a
-/// failure toward the flow APIs' password limits. Unknown user: `user_not_found` (after
-/// the same work); wrong password or disabled user: `invalid_credentials`.
+/// failure toward the flow APIs' password limits and lockout. Unknown user:
+/// `user_not_found` (after the same work); wrong password or disabled user:
+/// `invalid_credentials`; a running lockout: `account_locked`.
 async fn check_login_password(
     app: &AppState,
     caller: &Caller,
     account: Option<&Account>,
     password: &str,
 ) -> Result<PasswordCheck, AuthApiError> {
-    let buckets = password_buckets(app, &caller.ip, account.map(|a| a.user.id.as_str()));
+    let lockout = &app.auth_api.lockout;
+    let user_id = account.map(|a| a.user.id.as_str());
+    if let Some(user_id) = user_id {
+        lockout
+            .ensure_unlocked(LockoutKind::Password, user_id, &caller.ip)
+            .await
+            .map_err(|e| limit_error(&[], e))?;
+    }
+    let buckets = password_buckets(app, &caller.ip, user_id);
     take_tokens(app, &buckets).await?;
     let stored = account.and_then(Account::password_hash);
     let check = verify_password(&app.auth_api.hasher, stored, password).await?;
-    match account {
-        None => Err(AuthApiError::UserNotFound),
-        Some(a) if a.user.disabled || !check.is_match() => Err(AuthApiError::InvalidCredentials),
-        Some(_) => {
-            give_back_tokens(app, &buckets).await?;
-            Ok(check)
-        }
+    let account = account.ok_or(AuthApiError::UserNotFound)?;
+    if !check.is_match() {
+        lockout
+            .record_failure(LockoutKind::Password, &account.user.id, &caller.ip)
+            .await
+            .map_err(|e| limit_error(&[], e))?;
     }
+    if !check.is_match() || account.user.disabled {
+        return Err(AuthApiError::InvalidCredentials);
+    }
+    give_back_tokens(app, &buckets).await?;
+    Ok(check)
 }
 
 /// A hash made with other parameters (or imported bcrypt) is replaced at login.

@@ -17,9 +17,10 @@ pub struct ApiError {
     pub name: &'static str,
     pub reason: &'static str,
     pub message: String,
-    pub info: Option<Map<String, Value>>,
+    /// Boxed, like `result`, so that `Result<_, ApiError>` stays small.
+    pub info: Option<Box<Map<String, Value>>>,
     /// The unchanged state echoed on input errors (spec 4.3).
-    pub result: Option<Value>,
+    pub result: Option<Box<Value>>,
 }
 
 pub fn status_of(name: &str) -> StatusCode {
@@ -50,17 +51,25 @@ impl ApiError {
 
     pub fn with_info(mut self, key: &str, value: Value) -> Self {
         self.info
-            .get_or_insert_with(Map::new)
+            .get_or_insert_with(Box::default)
             .insert(key.to_string(), value);
         self
     }
 
     pub fn bad_request() -> Self {
-        ApiError::new("BadRequest", "BadRequest", "content type must be application/json")
+        ApiError::new(
+            "BadRequest",
+            "BadRequest",
+            "content type must be application/json",
+        )
     }
 
     pub fn invalid_json() -> Self {
-        ApiError::new("BadRequest", "InvalidJSON", "request body is not a JSON object")
+        ApiError::new(
+            "BadRequest",
+            "InvalidJSON",
+            "request body is not a JSON object",
+        )
     }
 
     pub fn body_too_large(limit: usize) -> Self {
@@ -91,7 +100,7 @@ impl ApiError {
     }
 
     pub fn with_result(mut self, state: Option<&StateView>) -> Self {
-        self.result = state.map(render_result);
+        self.result = state.map(|s| Box::new(render_result(s)));
         self
     }
 
@@ -131,9 +140,9 @@ fn map_flow_error(error: &FlowError) -> ApiError {
         FlowError::NoPublicSignup | FlowError::DisabledUser { reason: None } => {
             ApiError::new("Forbidden", reason, error.to_string())
         }
-        FlowError::DisabledUser {
-            reason: Some(why),
-        } => ApiError::new("Forbidden", reason, error.to_string()).with_info("reason", json!(why)),
+        FlowError::DisabledUser { reason: Some(why) } => {
+            ApiError::new("Forbidden", reason, error.to_string()).with_info("reason", json!(why))
+        }
         FlowError::ValidationFailed { message, causes } => {
             let causes: Vec<Value> = causes
                 .iter()
@@ -183,8 +192,10 @@ fn map_flow_error(error: &FlowError) -> ApiError {
             e
         }
         FlowError::AccountLockout { until } => {
-            ApiError::new("TooManyRequest", reason, "account locked")
-                .with_info("until", json!(until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
+            ApiError::new("TooManyRequest", reason, "account locked").with_info(
+                "until",
+                json!(until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            )
         }
         FlowError::InvalidFlowConfig(_) | FlowError::InvalidTargetStep(_) => {
             ApiError::new("InternalError", reason, "invalid flow config")
@@ -212,11 +223,11 @@ impl IntoResponse for ApiError {
             "tracking_id": tracking_id,
         });
         if let Some(info) = self.info {
-            error["info"] = Value::Object(info);
+            error["info"] = Value::Object(*info);
         }
         let mut body = json!({ "error": error });
         if let Some(result) = self.result {
-            body["result"] = result;
+            body["result"] = *result;
         }
         (status, Json(body)).into_response()
     }

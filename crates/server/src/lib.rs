@@ -95,7 +95,9 @@ impl CorsPolicy {
                     || origin
                         .strip_prefix(base)
                         .and_then(|rest| rest.strip_prefix(':'))
-                        .is_some_and(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+                        .is_some_and(|port| {
+                            !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+                        })
             })
     }
 }
@@ -115,7 +117,11 @@ pub fn app(state: AppState) -> Router {
 
 async fn healthz(State(app): State<AppState>) -> Response {
     match (app.db.ping().await, app.state_store.ping().await) {
-        (Ok(()), Ok(())) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok"}))).into_response(),
+        (Ok(()), Ok(())) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ok"})),
+        )
+            .into_response(),
         _ => (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(serde_json::json!({"status": "unavailable"})),
@@ -200,8 +206,14 @@ mod tests {
         assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted), ip("198.51.100.7"));
         assert_eq!(client_ip(ip("192.0.2.1"), &h, &trusted), ip("192.0.2.1"));
         let all_trusted = headers("10.9.9.9, 10.8.8.8");
-        assert_eq!(client_ip(ip("10.0.0.1"), &all_trusted, &trusted), ip("10.9.9.9"));
-        assert_eq!(client_ip(ip("10.0.0.1"), &HeaderMap::new(), &trusted), ip("10.0.0.1"));
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &all_trusted, &trusted),
+            ip("10.9.9.9")
+        );
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &HeaderMap::new(), &trusted),
+            ip("10.0.0.1")
+        );
     }
 
     #[test]

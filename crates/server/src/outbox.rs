@@ -90,9 +90,14 @@ impl Messenger for DevOutbox {
 }
 
 /// `GET /authflow/outbox`: the newest messages last; loopback clients only.
-pub async fn list(State(app): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
+pub async fn list(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
     match (&app.outbox, peer.ip().is_loopback()) {
-        (Some(outbox), true) => Json(serde_json::json!({"messages": outbox.entries()})).into_response(),
+        (Some(outbox), true) => {
+            Json(serde_json::json!({"messages": outbox.entries()})).into_response()
+        }
         _ => ApiError::not_found().into_response(),
     }
 }

@@ -62,6 +62,10 @@ pub async fn build_state(
             .await?,
     );
     signing.spawn_refresh(stores.db.clone());
+    let auth_api = Arc::new(crate::backend_api::AuthApiSettings::new(
+        config,
+        stores.state.clone(),
+    ));
     Ok(AppState {
         engine: Arc::new(engine),
         db: stores.db,
@@ -70,7 +74,7 @@ pub async fn build_state(
         trusted_proxies: Arc::new(config.server.trusted_proxies.clone()),
         outbox: messaging.outbox,
         signing,
-        auth_api: Arc::new(crate::backend_api::AuthApiSettings::from_config(config)),
+        auth_api,
     })
 }
 
@@ -117,7 +121,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

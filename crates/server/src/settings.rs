@@ -13,10 +13,11 @@ use authflow_core::model::LoginIdType;
 use crate::CorsPolicy;
 
 fn limit(l: Option<RateLimit>) -> Option<Limit> {
-    l.filter(|l| l.enabled && !l.period.is_zero()).map(|l| Limit {
-        period: l.period,
-        burst: l.burst.max(1),
-    })
+    l.filter(|l| l.enabled && !l.period.is_zero())
+        .map(|l| Limit {
+            period: l.period,
+            burst: l.burst.max(1),
+        })
 }
 
 fn login_id_keys(config: &Config) -> Vec<LoginIdKey> {
@@ -123,8 +124,18 @@ pub fn cors_policy(config: &Config) -> CorsPolicy {
     let mut origins = vec![config.server.public_origin.clone()];
     origins.extend(config.server.allowed_origins.iter().cloned());
     for client in &config.oauth.clients {
-        origins.extend(client.x_custom_ui_uri.iter().filter_map(|u| origin_of(u.as_str())));
-        origins.extend(client.redirect_uris.iter().filter_map(|u| origin_of(u.as_str())));
+        origins.extend(
+            client
+                .x_custom_ui_uri
+                .iter()
+                .filter_map(|u| origin_of(u.as_str())),
+        );
+        origins.extend(
+            client
+                .redirect_uris
+                .iter()
+                .filter_map(|u| origin_of(u.as_str())),
+        );
     }
     CorsPolicy {
         allow_any_loopback: is_loopback_origin(&config.server.public_origin),

@@ -137,6 +137,15 @@ impl SigningKeys {
 
     /// Check the signature against any published key and `exp`; return the claims.
     pub fn verify(&self, token: &str) -> Result<Value, SigningError> {
+        self.verify_with(token, true)
+    }
+
+    /// Check only the signature (an expired `id_token_hint` still names its user).
+    pub fn verify_signature(&self, token: &str) -> Result<Value, SigningError> {
+        self.verify_with(token, false)
+    }
+
+    fn verify_with(&self, token: &str, check_exp: bool) -> Result<Value, SigningError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| SigningError::Invalid)?;
         let keys = self.snapshot();
         let key = keys
@@ -146,7 +155,8 @@ impl SigningKeys {
         let mut validation = Validation::new(key.alg);
         validation.validate_aud = false;
         validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp"]);
+        validation.validate_exp = check_exp;
+        validation.set_required_spec_claims(if check_exp { &["exp"] } else { &[] });
         match jsonwebtoken::decode::<Value>(token, &key.decoding, &validation) {
             Ok(data) => Ok(data.claims),
             Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
@@ -320,7 +330,8 @@ fn rsa_public(pem: &str) -> Option<PublicKey> {
 
 fn ec_public(pem: &str) -> Option<PublicKey> {
     let key = p256::SecretKey::from_pkcs8_pem(pem).ok()?;
-    let point = p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&key.public_key(), false);
+    let point =
+        p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&key.public_key(), false);
     Some(PublicKey::Ec {
         x: URL_SAFE_NO_PAD.encode(point.x()?),
         y: URL_SAFE_NO_PAD.encode(point.y()?),
@@ -342,7 +353,9 @@ mod tests {
                 keys: RwLock::new(Arc::new(vec![key])),
             };
             let exp = unix_now() + 60;
-            let token = keys.sign_typed("at+jwt", &json!({"sub": "u", "exp": exp})).unwrap();
+            let token = keys
+                .sign_typed("at+jwt", &json!({"sub": "u", "exp": exp}))
+                .unwrap();
             let header = jsonwebtoken::decode_header(&token).unwrap();
             assert_eq!(header.typ.as_deref(), Some("at+jwt"));
             assert_eq!(keys.verify(&token).unwrap()["sub"], "u");

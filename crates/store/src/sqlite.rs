@@ -915,29 +915,40 @@ impl StateStore for SqliteStore {
         period: Duration,
         burst: u32,
     ) -> StoreResult<RateDecision> {
-        let _write = self.writes.lock().await;
         let gcra = Gcra::new(period, burst);
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(sql_err)?;
+        let now = now_micros();
+        let _write = self.writes.lock().await;
+        // One statement, so one round trip and atomic: the upsert only happens when a
+        // token is available (the GCRA test of `Gcra::take`); no row back = limited.
+        let taken: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO rate_buckets (key, tat) VALUES ($1, $2 + $3) \
+             ON CONFLICT (key) DO UPDATE SET tat = MAX(rate_buckets.tat, $2) + $3 \
+             WHERE MAX(rate_buckets.tat, $2) - $2 <= $4 - $3 \
+             RETURNING tat",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(gcra.interval_micros())
+        .bind(gcra.period_micros())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sql_err)?;
+        if taken.is_some() {
+            return Ok(RateDecision::Allowed);
+        }
         let stored: Option<i64> = sqlx::query_scalar("SELECT tat FROM rate_buckets WHERE key = $1")
             .bind(key)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&self.pool)
             .await
             .map_err(sql_err)?;
-        match gcra.take(stored, now_micros()) {
-            GcraTake::Limited { retry_after } => {
-                tx.rollback().await.map_err(sql_err)?;
-                Ok(RateDecision::Limited { retry_after })
-            }
-            GcraTake::Allowed { new_tat } => {
-                store_tat(&mut tx, key, new_tat).await?;
-                tx.commit().await.map_err(sql_err)?;
-                Ok(RateDecision::Allowed)
-            }
-        }
+        Ok(match gcra.take(stored, now) {
+            GcraTake::Limited { retry_after } => RateDecision::Limited { retry_after },
+            // The bucket refilled between the two statements: still report the refusal
+            // the upsert decided, with no wait.
+            GcraTake::Allowed { .. } => RateDecision::Limited {
+                retry_after: Duration::ZERO,
+            },
+        })
     }
 
     async fn return_token(&self, key: &str, period: Duration, burst: u32) -> StoreResult<()> {
@@ -954,19 +965,6 @@ impl StateStore for SqliteStore {
             .map_err(sql_err)?;
         Ok(())
     }
-}
-
-async fn store_tat(c: &mut SqliteConnection, key: &str, tat: i64) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO rate_buckets (key, tat) VALUES ($1, $2) \
-         ON CONFLICT (key) DO UPDATE SET tat = excluded.tat",
-    )
-    .bind(key)
-    .bind(tat)
-    .execute(c)
-    .await
-    .map_err(sql_err)?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -119,7 +119,8 @@ async fn refused_redis_fails_fast_with_one_redacted_line() {
 
 #[tokio::test]
 async fn postgres_with_redis_state() {
-    let (Ok(_), Ok(redis_url)) = (std::env::var(POSTGRES_ENV), std::env::var(REDIS_ENV)) else {
+    let (Some(_), Some(redis_url)) = (support::env_url(POSTGRES_ENV), support::env_url(REDIS_ENV))
+    else {
         eprintln!("skipped: set {POSTGRES_ENV} and {REDIS_ENV}");
         return;
     };

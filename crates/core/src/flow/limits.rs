@@ -34,9 +34,7 @@ impl Bucket {
     fn hit(&self) -> FlowError {
         FlowError::RateLimited(RateLimitHit {
             bucket_name: self.bucket_name.to_string(),
-            limit: self
-                .limit_name
-                .map(|(n, g)| (n.to_string(), g.to_string())),
+            limit: self.limit_name.map(|(n, g)| (n.to_string(), g.to_string())),
         })
     }
 }

@@ -37,7 +37,12 @@ impl Lockout {
     }
 
     /// Refuse any attempt of a counted kind while the lockout runs.
-    pub async fn ensure_unlocked(&self, kind: LockoutKind, user_id: &str, ip: &str) -> FlowResult<()> {
+    pub async fn ensure_unlocked(
+        &self,
+        kind: LockoutKind,
+        user_id: &str,
+        ip: &str,
+    ) -> FlowResult<()> {
         if !self.config.counts(kind) {
             return Ok(());
         }
@@ -46,21 +51,31 @@ impl Lockout {
             return Ok(());
         };
         match DateTime::parse_from_rfc3339(&until) {
-            Ok(until) if until.with_timezone(&Utc) > self.clock.now() => Err(FlowError::AccountLockout {
-                until: until.with_timezone(&Utc),
-            }),
+            Ok(until) if until.with_timezone(&Utc) > self.clock.now() => {
+                Err(FlowError::AccountLockout {
+                    until: until.with_timezone(&Utc),
+                })
+            }
             _ => Ok(()),
         }
     }
 
     /// Count a failure; the one that reaches `max_attempts` starts a lockout (the caller
     /// still answers that failure with its own error).
-    pub async fn record_failure(&self, kind: LockoutKind, user_id: &str, ip: &str) -> FlowResult<()> {
+    pub async fn record_failure(
+        &self,
+        kind: LockoutKind,
+        user_id: &str,
+        ip: &str,
+    ) -> FlowResult<()> {
         if !self.config.counts(kind) {
             return Ok(());
         }
         let scope = self.scope(user_id, ip);
-        let window = self.config.history_duration.unwrap_or(Duration::from_secs(60));
+        let window = self
+            .config
+            .history_duration
+            .unwrap_or(Duration::from_secs(60));
         let failures_key = format!("lockoutfail:{scope}");
         let failures = self.store.incr(&failures_key, 1, window).await?;
         if failures < i64::from(self.config.max_attempts) {
@@ -71,7 +86,9 @@ impl Lockout {
             .store
             .incr(&format!("lockoutcount:{scope}"), 1, LOCKOUT_COUNT_MEMORY)
             .await?;
-        let duration = self.config.duration_of(u32::try_from(n).unwrap_or(u32::MAX));
+        let duration = self
+            .config
+            .duration_of(u32::try_from(n).unwrap_or(u32::MAX));
         let until = self.clock.now() + chrono::Duration::from_std(duration).unwrap_or_default();
         self.store
             .put(

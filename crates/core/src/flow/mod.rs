@@ -6,7 +6,7 @@ pub mod engine;
 pub mod error;
 mod input;
 pub mod limits;
-mod lockout;
+pub mod lockout;
 pub mod oauth;
 pub mod otp;
 pub mod settings;

@@ -85,7 +85,10 @@ mod tests {
 
     #[test]
     fn finds_x_ref_and_appends_code() {
-        assert_eq!(x_ref_of("client_id=a&x_ref=XYZ&state=s"), Some("XYZ".into()));
+        assert_eq!(
+            x_ref_of("client_id=a&x_ref=XYZ&state=s"),
+            Some("XYZ".into())
+        );
         assert_eq!(x_ref_of("?x_ref="), None);
         assert_eq!(x_ref_of("client_id=a"), None);
         assert_eq!(

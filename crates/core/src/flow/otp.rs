@@ -291,7 +291,9 @@ impl OtpService {
         let json = serde_json::to_string(&record)
             .map_err(|e| FlowError::Unexpected(format!("otp encoding: {e}")))?;
         // A new code replaces the previous one and resets its failure counter.
-        self.store.delete(&Self::failures_key(purpose, target)).await?;
+        self.store
+            .delete(&Self::failures_key(purpose, target))
+            .await?;
         self.store
             .put(&Self::code_key(purpose, target), &json, settings.code_valid)
             .await?;

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use crate::credentials::login_id::LoginIdRules;
-use crate::credentials::password::{HashingParams, PasswordPolicy};
 use super::otp::OtpSettings;
 use crate::config::LockoutConfig;
+use crate::credentials::login_id::LoginIdRules;
+use crate::credentials::password::{HashingParams, PasswordPolicy};
 use crate::model::LoginIdType;
 
 #[derive(Debug, Clone)]

@@ -8,17 +8,17 @@ use super::def::{
     Authentication, BranchOption, Channel, FlowDef, FlowKind, Identification, OtpForm, StepDef,
     StepType,
 };
-use super::otp::{CodeCheck, OtpSettings, Purpose};
 use super::engine::{Engine, RequestContext};
 use super::error::{Cause, FlowError, FlowResult};
 use super::input::{Fit, choice, max_length_cause, string_member};
 use super::limits::Bucket;
+use super::otp::{CodeCheck, OtpSettings, Purpose};
 use super::state::{FlowState, Identified, PasswordUse, complete_step, current_step};
+use crate::config::LockoutKind;
 use crate::credentials::login_id::{self, LoginIdProblem, NormalizedLoginId};
 use crate::credentials::password::{
     MAX_PASSWORD_BYTES, PasswordCheck, PolicyViolation, check_policy, policy_json,
 };
-use crate::config::LockoutKind;
 use crate::credentials::token;
 use crate::model::{
     Authenticator, AuthenticatorKind, AuthenticatorType, DEFAULT_ORG_ID, Identity, LoginIdType,
@@ -90,7 +90,9 @@ pub async fn consume(
     match step.step_type {
         StepType::Identify => identify(engine, ctx, flow, step, state, input).await,
         StepType::Authenticate => authenticate(engine, ctx, flow, step, state, input).await,
-        StepType::CreateAuthenticator => create_authenticator(engine, flow, step, state, input).await,
+        StepType::CreateAuthenticator => {
+            create_authenticator(engine, flow, step, state, input).await
+        }
         StepType::ChangePassword => change_password(engine, flow, step, state, input).await,
         StepType::Verify => verify(engine, ctx, flow, step, state, input).await,
         _ => Ok(Consumed::Misfit(Vec::new())),
@@ -218,9 +220,11 @@ async fn identify_new(
         .ok_or_else(|| FlowError::InvalidFlowConfig("no login ID key".into()))?;
     let normalized = login_id::normalize_for_signup(&key.rules, login_id)
         .map_err(|p| invalid_login_id(login_id_type, p))?;
-    let taken_here = state.pending.identities.iter().any(|i| {
-        i.login_id_key == key.key && i.unique_key == normalized.unique_key
-    });
+    let taken_here = state
+        .pending
+        .identities
+        .iter()
+        .any(|i| i.login_id_key == key.key && i.unique_key == normalized.unique_key);
     let taken = engine
         .db
         .find_identity(DEFAULT_ORG_ID, &key.key, &normalized.unique_key)
@@ -568,15 +572,15 @@ async fn verify_password(
         .as_ref()
         .and_then(|a| a.password_hash().map(str::to_string));
     let pw = password.clone();
-    let check = tokio::task::spawn_blocking(move || match hash {
-        Some(h) => hasher.verify(&pw, &h),
-        None => {
-            hasher.dummy_verify(&pw);
-            PasswordCheck::Mismatch
-        }
-    })
-    .await
-    .map_err(|e| FlowError::Unexpected(format!("password check task: {e}")))?;
+    let check = engine
+        .run_hashing(move || match hash {
+            Some(h) => hasher.verify(&pw, &h),
+            None => {
+                hasher.dummy_verify(&pw);
+                PasswordCheck::Mismatch
+            }
+        })
+        .await?;
     let (PasswordCheck::Match { needs_rehash }, Some(authenticator)) = (check, stored) else {
         engine
             .lockout
@@ -636,9 +640,9 @@ fn record_password_use(
 async fn hash_password(engine: &Engine, password: String) -> FlowResult<String> {
     let hasher = engine.hasher.clone();
     let rng = engine.rng.clone();
-    tokio::task::spawn_blocking(move || hasher.hash(&password, &*rng))
+    engine
+        .run_hashing(move || hasher.hash(&password, &*rng))
         .await
-        .map_err(|e| FlowError::Unexpected(format!("password hash task: {e}")))
 }
 
 async fn check_account_status(engine: &Engine, state: &FlowState) -> FlowResult<Entered> {
@@ -682,7 +686,11 @@ fn user_inputs(state: &FlowState) -> Vec<&str> {
 }
 
 fn enforce_policy(engine: &Engine, state: &FlowState, password: &str) -> FlowResult<()> {
-    let violations = check_policy(&engine.settings.password_policy, password, &user_inputs(state));
+    let violations = check_policy(
+        &engine.settings.password_policy,
+        password,
+        &user_inputs(state),
+    );
     if violations.is_empty() {
         Ok(())
     } else {
@@ -713,10 +721,9 @@ async fn create_authenticator(
     };
     enforce_policy(engine, state, &password)?;
     let hash = hash_password(engine, password).await?;
-    let user_id = state
-        .user_id
-        .clone()
-        .ok_or_else(|| FlowError::InvalidFlowConfig("create_authenticator before identify".into()))?;
+    let user_id = state.user_id.clone().ok_or_else(|| {
+        FlowError::InvalidFlowConfig("create_authenticator before identify".into())
+    })?;
     let now = engine.clock.now();
     let kind = if authentication == Authentication::PrimaryPassword {
         AuthenticatorKind::Primary
@@ -776,10 +783,10 @@ async fn change_password(
     refuse_reused_password(engine, state, &used.authenticator_id, &password).await?;
     let hash = hash_password(engine, password).await?;
     let now = engine.clock.now();
-    state
-        .pending
-        .authenticator_updates
-        .push((used.authenticator_id.clone(), json!({"password_hash": hash})));
+    state.pending.authenticator_updates.push((
+        used.authenticator_id.clone(),
+        json!({"password_hash": hash}),
+    ));
     state.pending.password_history.push(PasswordHistoryEntry {
         user_id: state.user_id.clone().unwrap_or_default(),
         password_hash: hash,
@@ -827,18 +834,20 @@ async fn refuse_reused_password(
     }
     let hasher = engine.hasher.clone();
     let pw = password.to_string();
-    let reused = tokio::task::spawn_blocking(move || {
-        hashes
-            .iter()
-            .any(|h| matches!(hasher.verify(&pw, h), PasswordCheck::Match { .. }))
-    })
-    .await
-    .map_err(|e| FlowError::Unexpected(format!("password history task: {e}")))?;
+    let reused = engine
+        .run_hashing(move || {
+            hashes
+                .iter()
+                .any(|h| matches!(hasher.verify(&pw, h), PasswordCheck::Match { .. }))
+        })
+        .await?;
     if reused {
-        return Err(FlowError::PasswordPolicyViolated(vec![PolicyViolation::Reused {
-            history_size: policy.history_size,
-            history_days: policy.history_days,
-        }]));
+        return Err(FlowError::PasswordPolicyViolated(vec![
+            PolicyViolation::Reused {
+                history_size: policy.history_size,
+                history_days: policy.history_days,
+            },
+        ]));
     }
     Ok(())
 }
@@ -848,7 +857,10 @@ async fn refuse_reused_password(
 
 /// The claim a verify step verifies: `(claim name, value, channel)`, or `None` when its
 /// target has no email or phone (a username), so the step is skipped.
-fn verify_target(step: &StepDef, state: &FlowState) -> FlowResult<Option<(&'static str, String, Channel)>> {
+fn verify_target(
+    step: &StepDef,
+    state: &FlowState,
+) -> FlowResult<Option<(&'static str, String, Channel)>> {
     let name = step.target_step.as_deref().unwrap_or_default();
     let identified = state
         .identified_in_step(name)
@@ -860,7 +872,12 @@ fn verify_target(step: &StepDef, state: &FlowState) -> FlowResult<Option<(&'stat
     })
 }
 
-async fn is_verified(engine: &Engine, state: &FlowState, claim: &str, value: &str) -> FlowResult<bool> {
+async fn is_verified(
+    engine: &Engine,
+    state: &FlowState,
+    claim: &str,
+    value: &str,
+) -> FlowResult<bool> {
     if state
         .pending
         .verified_claims
@@ -895,7 +912,11 @@ fn cooldown_bucket(channel: Channel) -> &'static str {
     }
 }
 
-async fn enter_verify(engine: &Engine, step: &StepDef, state: &mut FlowState) -> FlowResult<Entered> {
+async fn enter_verify(
+    engine: &Engine,
+    step: &StepDef,
+    state: &mut FlowState,
+) -> FlowResult<Entered> {
     let Some((claim, value, channel)) = verify_target(step, state)? else {
         return Ok(Entered::Done(None));
     };
@@ -907,7 +928,13 @@ async fn enter_verify(engine: &Engine, step: &StepDef, state: &mut FlowState) ->
         let settings = otp_settings(engine, channel);
         engine
             .otp
-            .send_code(Purpose::Verification, channel, &value, &state.flow_id, settings)
+            .send_code(
+                Purpose::Verification,
+                channel,
+                &value,
+                &state.flow_id,
+                settings,
+            )
             .await?;
         state.code_sent_at = Some(state.cursor.clone());
     }
@@ -921,7 +948,11 @@ fn mask(channel: Channel, value: &str) -> String {
     }
 }
 
-async fn verify_prompt(engine: &Engine, step: &StepDef, state: &FlowState) -> FlowResult<OtpPrompt> {
+async fn verify_prompt(
+    engine: &Engine,
+    step: &StepDef,
+    state: &FlowState,
+) -> FlowResult<OtpPrompt> {
     let (_, value, channel) = verify_target(step, state)?
         .ok_or_else(|| FlowError::InvalidTargetStep("verify target has no claim".into()))?;
     let status = engine

@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc};
 
-use authflow_core::flow::otp::{
-    DeliveryFailure, DeliveryLog, DeliveryStatus, OutgoingMessage,
-};
+use authflow_core::flow::otp::{DeliveryFailure, DeliveryLog, DeliveryStatus, OutgoingMessage};
 
 use super::{Transport, TransportError, channel_name};
 
@@ -57,7 +55,11 @@ impl DeliveryQueue {
     }
 
     /// `Sending` once queued; `Failed` when the queue is full.
-    pub fn enqueue(&self, transport: Arc<dyn Transport>, message: OutgoingMessage) -> DeliveryStatus {
+    pub fn enqueue(
+        &self,
+        transport: Arc<dyn Transport>,
+        message: OutgoingMessage,
+    ) -> DeliveryStatus {
         let delivery_id = message.delivery_id.clone();
         match self.jobs.try_send(Job { transport, message }) {
             Ok(()) => DeliveryStatus::Sending,
@@ -207,7 +209,10 @@ mod tests {
     #[tokio::test]
     async fn retries_until_delivered_within_three_attempts() {
         let (job, transport) = job(2, true);
-        assert_eq!(deliver_with_retries(&job, &quick()).await, DeliveryStatus::Sent);
+        assert_eq!(
+            deliver_with_retries(&job, &quick()).await,
+            DeliveryStatus::Sent
+        );
         assert_eq!(transport.calls.load(Ordering::SeqCst), 3);
     }
 
@@ -235,6 +240,9 @@ mod tests {
     fn the_default_policy_is_the_spec_one() {
         let policy = RetryPolicy::default();
         assert_eq!(policy.attempts(), 3);
-        assert_eq!(policy.delays, [Duration::from_secs(2), Duration::from_secs(8)]);
+        assert_eq!(
+            policy.delays,
+            [Duration::from_secs(2), Duration::from_secs(8)]
+        );
     }
 }

@@ -65,9 +65,10 @@ fn builder(config: &SmtpConfig) -> Result<AsyncSmtpTransportBuilder, SmtpError> 
     };
     let builder = builder.port(config.port).timeout(Some(config.timeout));
     Ok(match (&config.username, &config.password) {
-        (Some(user), Some(password)) => {
-            builder.credentials(Credentials::new(user.clone(), password.expose().to_string()))
-        }
+        (Some(user), Some(password)) => builder.credentials(Credentials::new(
+            user.clone(),
+            password.expose().to_string(),
+        )),
         _ => builder,
     })
 }

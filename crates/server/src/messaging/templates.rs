@@ -38,9 +38,14 @@ impl Part {
     }
 
     fn from_suffix(suffix: &str) -> Option<Part> {
-        [Part::EmailSubject, Part::EmailText, Part::EmailHtml, Part::Sms]
-            .into_iter()
-            .find(|p| p.file_suffix() == suffix)
+        [
+            Part::EmailSubject,
+            Part::EmailText,
+            Part::EmailHtml,
+            Part::Sms,
+        ]
+        .into_iter()
+        .find(|p| p.file_suffix() == suffix)
     }
 }
 
@@ -339,14 +344,21 @@ mod tests {
     fn overrides_replace_builtins_and_html_values_are_escaped() {
         let dir = std::env::temp_dir().join(format!("authflow-tpl-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("verification.sms.txt"), "Code {{ code }} {{unknown}}\n").unwrap();
+        std::fs::write(
+            dir.join("verification.sms.txt"),
+            "Code {{ code }} {{unknown}}\n",
+        )
+        .unwrap();
         std::fs::write(dir.join("verification.email.html"), "<b>{{app_name}}</b>").unwrap();
         std::fs::write(dir.join("notes.md"), "ignored").unwrap();
         let templates = Templates::load("A&B <x>".into(), Some(&dir)).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(templates.sms(&message()), "Code 123456 {{unknown}}");
         assert_eq!(templates.email(&message()).html, "<b>A&amp;B &lt;x&gt;</b>");
-        assert_eq!(templates.email(&message()).subject, "Your A&B <x> verification code");
+        assert_eq!(
+            templates.email(&message()).subject,
+            "Your A&B <x> verification code"
+        );
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub struct PgFixture {
 
 impl PgFixture {
     pub async fn new() -> Option<Self> {
-        let Ok(admin_url) = std::env::var(POSTGRES_ENV) else {
+        let Some(admin_url) = env_url(POSTGRES_ENV) else {
             eprintln!("skipped: set {POSTGRES_ENV} to run the PostgreSQL variant");
             return None;
         };
@@ -160,7 +160,7 @@ impl Drop for TempPgDatabase {
 
 /// A Redis state store with a random key prefix, so parallel tests never share keys.
 pub async fn redis_store() -> Option<RedisStateStore> {
-    let Ok(url) = std::env::var(REDIS_ENV) else {
+    let Some(url) = env_url(REDIS_ENV) else {
         eprintln!("skipped: set {REDIS_ENV} to run the Redis variant");
         return None;
     };
@@ -302,4 +302,10 @@ pub fn audit(user: &User, event_type: &str) -> AuditEvent {
         payload: serde_json::json!({"ip": "192.0.2.1", "n": 1}),
         created_at: now(),
     }
+}
+
+/// A backend URL from the environment; unset or empty means "not available" (as in
+/// `scripts/test`, where empty values select SQLite only).
+pub fn env_url(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
