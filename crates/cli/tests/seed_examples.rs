@@ -2,100 +2,10 @@
 
 use std::process::Command;
 
-const SIGNUP_EMAIL_AND_PHONE: &str = r#"
-database: {url: "sqlite://./a.db"}
-identity:
-  login_id:
-    keys: [{type: email}, {type: phone}]
-authentication:
-  primary_authenticators: [oob_otp_email, oob_otp_sms]
-  secondary_authentication_mode: disabled
-authentication_flow:
-  signup_flows:
-  - name: default
-    steps:
-    - name: setup_email
-      type: identify
-      one_of:
-      - identification: email
-        steps:
-        - type: verify
-          target_step: setup_email
-        - name: authenticate_primary_email
-          type: create_authenticator
-          one_of:
-          - authentication: primary_oob_otp_email
-            target_step: setup_email
-    - name: setup_phone
-      type: identify
-      one_of:
-      - identification: phone
-        steps:
-        - type: verify
-          target_step: setup_phone
-        - name: authenticate_primary_phone
-          type: create_authenticator
-          one_of:
-          - authentication: primary_oob_otp_sms
-            target_step: setup_phone
-"#;
-
-const SIGNUP_LOGIN_BOTH_IDENTIFIERS: &str = r#"
-database: {url: "sqlite://./a.db"}
-identity:
-  login_id:
-    keys: [{type: email}, {type: phone}]
-authentication:
-  primary_authenticators: [oob_otp_email, oob_otp_sms]
-  secondary_authentication_mode: disabled
-authentication_flow:
-  signup_login_flows:
-  - name: default
-    steps:
-    - type: identify
-      one_of:
-      - {identification: phone, login_flow: default, signup_flow: default}
-      - {identification: email, login_flow: default, signup_flow: default}
-  login_flows:
-  - name: default
-    steps:
-    - type: identify
-      one_of:
-      - identification: phone
-        steps:
-        - type: authenticate
-          one_of: [{authentication: primary_oob_otp_sms}]
-      - identification: email
-        steps:
-        - type: authenticate
-          one_of: [{authentication: primary_oob_otp_email}]
-  signup_flows:
-  - name: default
-    steps:
-    - name: setup_id1
-      type: identify
-      one_of:
-      - identification: phone
-        steps:
-        - {type: verify, target_step: setup_id1}
-        - name: setup_id2
-          type: identify
-          one_of:
-          - identification: email
-            steps: [{type: verify, target_step: setup_id2}]
-      - identification: email
-        steps:
-        - {type: verify, target_step: setup_id1}
-        - name: setup_id3
-          type: identify
-          one_of:
-          - identification: phone
-            steps: [{type: verify, target_step: setup_id3}]
-    - type: create_authenticator
-      one_of:
-      - authentication: primary_oob_otp_sms
-      - authentication: primary_oob_otp_email
-"#;
+const SIGNUP_EMAIL_AND_PHONE: &str =
+    include_str!("../../../docs/examples/seed-002-signup-email-and-phone.yaml");
+const SIGNUP_LOGIN_BOTH_IDENTIFIERS: &str =
+    include_str!("../../../docs/examples/seed-002-signup-login-both-identifiers.yaml");
 
 fn check(yaml: &str) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();

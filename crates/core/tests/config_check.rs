@@ -1117,103 +1117,21 @@ mod examples {
     use authflow_core::flow::def::FlowKind;
     use std::time::Duration;
 
-    const IDENTITY_7_9: &str = r#"identity:
-  login_id:
-    keys: [{type: email}, {type: phone}]
-authentication:
-  primary_authenticators: [oob_otp_email, oob_otp_sms]
-  secondary_authentication_mode: disabled
-"#;
-
-    const SEED_002_1: &str = r#"authentication_flow:
-  signup_flows:
-  - name: default
-    steps:
-    - name: setup_email
-      type: identify
-      one_of:
-      - identification: email
-        steps:
-        - type: verify
-          target_step: setup_email            # ancestor identify step
-        - name: authenticate_primary_email
-          type: create_authenticator
-          one_of:
-          - authentication: primary_oob_otp_email
-            target_step: setup_email          # OTPs go to the email identified there
-    - name: setup_phone
-      type: identify
-      one_of:
-      - identification: phone
-        steps:
-        - type: verify
-          target_step: setup_phone
-        - name: authenticate_primary_phone
-          type: create_authenticator
-          one_of:
-          - authentication: primary_oob_otp_sms
-            target_step: setup_phone
-"#;
-
-    const SEED_002_2: &str = r#"authentication_flow:
-  signup_login_flows:
-  - name: default
-    steps:
-    - type: identify
-      one_of:
-      - {identification: phone, login_flow: default, signup_flow: default}
-      - {identification: email, login_flow: default, signup_flow: default}
-  login_flows:
-  - name: default
-    steps:
-    - type: identify
-      one_of:
-      - identification: phone
-        steps:
-        - type: authenticate
-          one_of: [{authentication: primary_oob_otp_sms}]    # one option per phone of the user
-      - identification: email
-        steps:
-        - type: authenticate
-          one_of: [{authentication: primary_oob_otp_email}]
-  signup_flows:
-  - name: default
-    steps:
-    - name: setup_id1
-      type: identify
-      one_of:
-      - identification: phone
-        steps:
-        - {type: verify, target_step: setup_id1}
-        - name: setup_id2
-          type: identify
-          one_of:
-          - identification: email
-            steps: [{type: verify, target_step: setup_id2}]
-      - identification: email
-        steps:
-        - {type: verify, target_step: setup_id1}
-        - name: setup_id3
-          type: identify
-          one_of:
-          - identification: phone
-            steps: [{type: verify, target_step: setup_id3}]
-    - type: create_authenticator             # no target_step: the user types the target
-      one_of:
-      - authentication: primary_oob_otp_sms
-      - authentication: primary_oob_otp_email
-"#;
+    const SEED_002_1: &str =
+        include_str!("../../../docs/examples/seed-002-signup-email-and-phone.yaml");
+    const SEED_002_2: &str =
+        include_str!("../../../docs/examples/seed-002-signup-login-both-identifiers.yaml");
 
     #[test]
     fn seed_002_examples_load_cleanly() {
-        for flows in [SEED_002_1, SEED_002_2] {
-            let loaded = load(&with_db(&format!("{IDENTITY_7_9}{flows}")));
+        for example in [SEED_002_1, SEED_002_2] {
+            let loaded = load(example);
             assert!(warnings(&loaded).is_empty(), "{:?}", warnings(&loaded));
             let signup = loaded.flows.find(FlowKind::Signup, "default").unwrap();
             assert_eq!(signup.steps.len(), 2);
         }
         // Example 1: returning users get the generated login flow with either identifier.
-        let loaded = load(&with_db(&format!("{IDENTITY_7_9}{SEED_002_1}")));
+        let loaded = load(SEED_002_1);
         let login = loaded.flows.find(FlowKind::Login, "default").unwrap();
         assert_eq!(login.steps[0].branches.len(), 2);
     }

@@ -1,14 +1,16 @@
 //! Request body extraction shared by the JSON dialects: content type, size limit, syntax.
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::{StatusCode, header};
+use axum::http::header;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 
-/// Bodies over this are refused with 413 before they are read whole.
+/// Bodies over this are refused with 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
+/// Oversized bodies up to this size are read (and dropped) before the 413.
+const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
 
 /// A request body that is a JSON object sent as `application/json`.
 pub struct JsonObject(pub Map<String, Value>);
@@ -32,17 +34,31 @@ pub fn is_json_content_type(value: Option<&header::HeaderValue>) -> bool {
 impl<S: Send + Sync> FromRequest<S> for JsonObject {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         if !is_json_content_type(req.headers().get(header::CONTENT_TYPE)) {
             return Err(ApiError::bad_request());
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::body_too_large(BODY_LIMIT)
-            } else {
-                ApiError::invalid_json()
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > DRAIN_LIMIT as u64) {
+            return Err(ApiError::body_too_large(BODY_LIMIT));
+        }
+        // Oversized bodies up to DRAIN_LIMIT are still read before the 413: answering while
+        // the client is sending closes the connection under it, and it may miss the answer.
+        let collected = Limited::new(req.into_body(), DRAIN_LIMIT).collect().await;
+        let bytes = match collected {
+            Ok(c) => c.to_bytes(),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                return Err(ApiError::body_too_large(BODY_LIMIT));
             }
-        })?;
+            Err(_) => return Err(ApiError::invalid_json()),
+        };
+        if bytes.len() > BODY_LIMIT {
+            return Err(ApiError::body_too_large(BODY_LIMIT));
+        }
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(map)) => Ok(JsonObject(map)),
             _ => Err(ApiError::invalid_json()),

@@ -5,10 +5,12 @@ pub mod backend_api;
 pub mod error;
 pub mod extract;
 pub mod messaging;
+pub mod oidc;
 pub mod outbox;
 mod run;
 pub mod settings;
 pub mod signing;
+pub mod ui;
 
 pub use run::{ServeError, build_state, run};
 
@@ -43,6 +45,8 @@ pub struct AppState {
     pub signing: Arc<signing::SigningKeys>,
     /// The backend `/auth` API (seed 003).
     pub auth_api: Arc<backend_api::AuthApiSettings>,
+    /// OpenID Connect settings (issuer, clients).
+    pub oidc: Arc<oidc::OidcSettings>,
 }
 
 impl AppState {
@@ -107,6 +111,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/authflow/outbox", get(outbox::list))
         .merge(authflow_api::routes())
+        .merge(oidc::routes().merge(ui::routes()))
         .merge(backend_api::routes())
         .fallback(|| async { ApiError::not_found() })
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
@@ -166,7 +171,7 @@ async fn cors(State(app): State<AppState>, request: Request, next: Next) -> Resp
         );
         h.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("Content-Type"),
+            HeaderValue::from_static("Content-Type, Authorization"),
         );
         h.insert(header::VARY, HeaderValue::from_static("Origin"));
     }

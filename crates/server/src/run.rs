@@ -75,6 +75,7 @@ pub async fn build_state(
         outbox: messaging.outbox,
         signing,
         auth_api,
+        oidc: Arc::new(crate::oidc::OidcSettings::from_config(config)),
     })
 }
 

@@ -152,7 +152,3 @@ pub fn app_name(config: &Config) -> String {
         .and_then(|u| u.host_str().map(str::to_string))
         .unwrap_or_else(|| "authflow".into())
 }
-
-pub fn outbox_size(config: &Config) -> usize {
-    config.messaging.dev_outbox.max_messages as usize
-}

@@ -367,4 +367,48 @@ mod tests {
             assert_eq!(keys.jwks()["keys"][0]["kid"], header.kid.unwrap());
         }
     }
+
+    #[tokio::test]
+    async fn replicas_agree_and_rotation_keeps_the_previous_key_published() {
+        let store = authflow_store::SqliteStore::connect("sqlite::memory:", 1)
+            .await
+            .unwrap();
+        let period = Duration::from_secs(3);
+        let first = SigningKeys::load_with_rotation(&store, "ES256", period)
+            .await
+            .unwrap();
+        let replica = SigningKeys::load_with_rotation(&store, "ES256", period)
+            .await
+            .unwrap();
+        // A period may have turned between the two loads: compare the keys both publish.
+        let keys = |k: &SigningKeys| k.jwks()["keys"].as_array().unwrap().clone();
+        let (a, b) = (keys(&first), keys(&replica));
+        assert_eq!(a.len(), 6);
+        let shared: Vec<_> = a.iter().filter(|k| b.contains(k)).collect();
+        assert!(shared.len() >= 4, "replicas publish the same keys");
+        for key in &a {
+            let twin = b.iter().find(|o| o["kid"] == key["kid"]);
+            assert!(twin.is_none_or(|t| t == key), "one key per kid");
+        }
+        let claims = json!({"sub": "u", "exp": unix_now() + 60});
+        let old = first.sign(&claims).unwrap();
+        assert!(replica.verify(&old).is_ok());
+
+        let old_kid = jsonwebtoken::decode_header(&old).unwrap().kid;
+        let start = first.current_period();
+        while first.current_period() == start {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        first.refresh(&store).await.unwrap();
+        let new = first.sign(&claims).unwrap();
+        assert_ne!(
+            jsonwebtoken::decode_header(&new).unwrap().kid,
+            old_kid,
+            "rotated"
+        );
+        assert!(
+            first.verify(&old).is_ok(),
+            "the previous key is still published"
+        );
+    }
 }

@@ -218,8 +218,8 @@ async fn identify_new(
         .settings
         .key_of_type(login_id_type)
         .ok_or_else(|| FlowError::InvalidFlowConfig("no login ID key".into()))?;
-    let normalized = login_id::normalize_for_signup(&key.rules, login_id)
-        .map_err(|p| invalid_login_id(login_id_type, p))?;
+    let normalized =
+        login_id::normalize_for_signup(&key.rules, login_id).map_err(invalid_login_id)?;
     let taken_here = state
         .pending
         .identities
@@ -276,7 +276,7 @@ fn record_identified(
     });
 }
 
-fn invalid_login_id(t: LoginIdType, problem: LoginIdProblem) -> FlowError {
+fn invalid_login_id(problem: LoginIdProblem) -> FlowError {
     let cause = match problem {
         LoginIdProblem::Format(format) => {
             Cause::new("/login_id", "format", json!({"format": format}))
@@ -288,7 +288,6 @@ fn invalid_login_id(t: LoginIdType, problem: LoginIdProblem) -> FlowError {
             max_length_cause("login_id", expected, actual)
         }
     };
-    let _ = t;
     FlowError::ValidationFailed {
         message: "invalid login ID",
         causes: vec![cause],
@@ -744,6 +743,10 @@ async fn create_authenticator(
         password_hash: hash,
         created_at: now,
     });
+    // The session of a signup is authenticated by the password just set.
+    if !state.amr.iter().any(|m| m == "pwd") {
+        state.amr.push("pwd".into());
+    }
     complete_step(flow, &mut state.cursor, Some(branch));
     Ok(Consumed::Yes)
 }

@@ -21,6 +21,8 @@ use crate::extract::is_json_content_type;
 
 /// Bodies over 64 KiB are refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
+/// Oversized bodies up to this size are still read (and dropped) before the 413.
+const DRAIN_LIMIT: usize = 1024 * 1024;
 pub const API_KEY_HEADER: &str = "x-api-key";
 const API_KEY_MEMBER: &str = "api_key";
 
@@ -118,14 +120,20 @@ async fn read_json_object(headers: &HeaderMap, body: Body) -> Result<Params, Aut
         return Err(AuthApiError::NotJsonContentType);
     }
     let too_large = AuthApiError::BodyTooLarge { limit: BODY_LIMIT };
-    if declared_length(headers).is_some_and(|len| len > BODY_LIMIT as u64) {
+    if declared_length(headers).is_some_and(|len| len > DRAIN_LIMIT as u64) {
         return Err(too_large);
     }
-    let bytes = match Limited::new(body, BODY_LIMIT).collect().await {
+    // Read up to DRAIN_LIMIT even when over BODY_LIMIT: answering before a moderately
+    // oversized body was received makes the connection close under the client, which then
+    // may never see the 413.
+    let bytes = match Limited::new(body, DRAIN_LIMIT).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large),
         Err(_) => return Err(AuthApiError::InvalidJson),
     };
+    if bytes.len() > BODY_LIMIT {
+        return Err(too_large);
+    }
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(members)) => Ok(Params(members)),
         _ => Err(AuthApiError::InvalidJson),

@@ -9,8 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use authflow_core::config::OAuthClientConfig;
 use authflow_core::flow::oauth::{
-    AuthenticationInfo, OAUTH_SESSION_TTL, OAuthSession, authentication_info_key,
-    oauth_session_key,
+    AuthenticationInfo, OAUTH_SESSION_TTL, OAuthSession, authentication_info_key, oauth_session_key,
 };
 use authflow_core::model::Session;
 use authflow_core::store::Change;
@@ -58,7 +57,11 @@ pub async fn authorize_get(
     authorize(&app, &headers, params).await
 }
 
-pub async fn authorize_post(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn authorize_post(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let params = form_body(&headers, &body);
     authorize(&app, &headers, params).await
 }
@@ -87,7 +90,9 @@ async fn authorize(
     };
     match outcome {
         Ok(response) => response,
-        Err(OAuthError::Server(detail)) => ErrorPage::from(OAuthError::Server(detail)).into_response(),
+        Err(OAuthError::Server(detail)) => {
+            ErrorPage::from(OAuthError::Server(detail)).into_response()
+        }
         Err(e) => redirect_error(settings, redirect_uri, &e, state.as_deref()),
     }
 }
@@ -98,11 +103,14 @@ fn trusted_redirect<'a>(
     settings: &'a OidcSettings,
     params: &'a Params,
 ) -> Result<(&'a OAuthClientConfig, &'a str), ErrorPage> {
-    let client_id = params
-        .get("client_id")
-        .ok_or_else(|| ErrorPage::bad_request("Invalid sign-in request", "client_id is missing."))?;
+    let client_id = params.get("client_id").ok_or_else(|| {
+        ErrorPage::bad_request("Invalid sign-in request", "client_id is missing.")
+    })?;
     let client = settings.client(client_id).ok_or_else(|| {
-        ErrorPage::bad_request("Invalid sign-in request", "The application is not registered.")
+        ErrorPage::bad_request(
+            "Invalid sign-in request",
+            "The application is not registered.",
+        )
     })?;
     let redirect_uri = params
         .get("redirect_uri")
@@ -135,7 +143,9 @@ fn parse_request(
         ));
     }
     if params.get("response_mode").is_some_and(|m| m != "query") {
-        return Err(OAuthError::invalid_request("only response_mode=query is supported"));
+        return Err(OAuthError::invalid_request(
+            "only response_mode=query is supported",
+        ));
     }
     Ok(AuthRequest {
         client_id: client.client_id.clone(),
@@ -165,7 +175,10 @@ fn parse_scope(scope: Option<&str>) -> Result<Vec<String>, OAuthError> {
 }
 
 /// PKCE (RFC 7636 4.3): only `S256`; required for public clients.
-fn code_challenge(client: &OAuthClientConfig, params: &Params) -> Result<Option<String>, OAuthError> {
+fn code_challenge(
+    client: &OAuthClientConfig,
+    params: &Params,
+) -> Result<Option<String>, OAuthError> {
     let challenge = params.get("code_challenge");
     let method = params.get("code_challenge_method");
     match (challenge, method) {
@@ -193,10 +206,14 @@ fn parse_prompt(prompt: Option<&str>) -> Result<Vec<String>, OAuthError> {
     let prompt = split_spaces(prompt);
     let known = ["none", "login", "consent", "select_account"];
     if let Some(p) = prompt.iter().find(|p| !known.contains(&p.as_str())) {
-        return Err(OAuthError::invalid_request(format!("unknown prompt value {p}")));
+        return Err(OAuthError::invalid_request(format!(
+            "unknown prompt value {p}"
+        )));
     }
     if prompt.len() > 1 && prompt.iter().any(|p| p == "none") {
-        return Err(OAuthError::invalid_request("prompt=none cannot be combined"));
+        return Err(OAuthError::invalid_request(
+            "prompt=none cannot be combined",
+        ));
     }
     Ok(prompt)
 }
@@ -230,7 +247,8 @@ async fn start_login(
         id_token_hint: request.id_token_hint.clone(),
         prompt: request.prompt.clone(),
         suppress_idp_session_cookie: request.suppress_cookie,
-        extra: serde_json::to_value(&request.extra).map_err(|e| OAuthError::Server(e.to_string()))?,
+        extra: serde_json::to_value(&request.extra)
+            .map_err(|e| OAuthError::Server(e.to_string()))?,
     };
     let json = serde_json::to_string(&session).map_err(|e| OAuthError::Server(e.to_string()))?;
     app.state_store
@@ -291,12 +309,22 @@ async fn prompt_none(
         amr: session.amr.clone(),
         sid: Some(session.id.clone()),
     };
-    let location = code_redirect(app, request.redirect_uri.clone(), request.state.as_deref(), subject, &request.extra).await?;
+    let location = code_redirect(
+        app,
+        request.redirect_uri.clone(),
+        request.state.as_deref(),
+        subject,
+        &request.extra,
+    )
+    .await?;
     Ok(redirect(&location))
 }
 
 /// The IdP session of the request's cookie, if live (not revoked, expired or idle).
-pub async fn live_idp_session(app: &AppState, headers: &HeaderMap) -> Result<Option<Session>, OAuthError> {
+pub async fn live_idp_session(
+    app: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Session>, OAuthError> {
     let Some(token) = cookie(headers, &app.oidc.cookie_name) else {
         return Ok(None);
     };
@@ -340,9 +368,17 @@ async fn code_redirect(
 }
 
 /// An error sent back to the client (RFC 6749 4.1.2.1, RFC 9207 `iss`).
-fn redirect_error(settings: &OidcSettings, redirect_uri: &str, e: &OAuthError, state: Option<&str>) -> Response {
+fn redirect_error(
+    settings: &OidcSettings,
+    redirect_uri: &str,
+    e: &OAuthError,
+    state: Option<&str>,
+) -> Response {
     let [error, description] = e.query_pairs();
-    let mut pairs = vec![(error.0, error.1.as_str()), (description.0, description.1.as_str())];
+    let mut pairs = vec![
+        (error.0, error.1.as_str()),
+        (description.0, description.1.as_str()),
+    ];
     if let Some(state) = state {
         pairs.push(("state", state));
     }
@@ -400,6 +436,12 @@ async fn consent_redirect(app: &AppState, query: &[u8]) -> Result<String, ErrorP
         amr: info.amr,
         sid: info.session_id,
     };
-    Ok(code_redirect(app, session.redirect_uri.clone(), session.state.as_deref(), subject, &extra).await?)
+    Ok(code_redirect(
+        app,
+        session.redirect_uri.clone(),
+        session.state.as_deref(),
+        subject,
+        &extra,
+    )
+    .await?)
 }
-

@@ -46,11 +46,8 @@ pub async fn user_claims(
     }
     let identities = db.list_identities(user_id).await?;
     let verified = db.list_verified_claims(user_id).await?;
-    let is_verified = |name: &str, value: &str| {
-        verified
-            .iter()
-            .any(|v| v.name == name && v.value == value)
-    };
+    let is_verified =
+        |name: &str, value: &str| verified.iter().any(|v| v.name == name && v.value == value);
     let first = |t: LoginIdType| identities.iter().find(|i| i.login_id_type == t);
     if has("profile") {
         if let Some(name) = &user.name {

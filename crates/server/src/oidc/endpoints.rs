@@ -92,7 +92,10 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// `GET|POST /oauth2/userinfo` with `Authorization: Bearer`.
-pub async fn userinfo(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, OAuthError> {
+pub async fn userinfo(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, OAuthError> {
     let token = bearer(&headers).ok_or(OAuthError::InvalidToken)?;
     let claims = verify_access_token(&app, token).await?;
     let user_id = claims["sub"].as_str().ok_or(OAuthError::InvalidToken)?;
@@ -157,7 +160,17 @@ pub async fn introspect(
     let token = params.require("token")?;
     if let Ok(claims) = verify_access_token(&app, token).await {
         let mut out = json!({"active": true, "token_type": "Bearer"});
-        for key in ["scope", "client_id", "sub", "exp", "iat", "iss", "aud", "jti", "sid"] {
+        for key in [
+            "scope",
+            "client_id",
+            "sub",
+            "exp",
+            "iat",
+            "iss",
+            "aud",
+            "jti",
+            "sid",
+        ] {
             if let Some(v) = claims.get(key) {
                 out[key] = v.clone();
             }

@@ -113,7 +113,9 @@ impl IntoResponse for OAuthError {
         let body = json!({"error": self.code(), "error_description": self.description()});
         let mut response = (self.status(), Json(body)).into_response();
         let challenge = match &self {
-            OAuthError::InvalidClient { basic: true } => Some("Basic realm=\"authflow\"".to_string()),
+            OAuthError::InvalidClient { basic: true } => {
+                Some("Basic realm=\"authflow\"".to_string())
+            }
             OAuthError::InvalidToken => Some(format!(
                 "Bearer error=\"invalid_token\", error_description=\"{}\"",
                 self.description()

@@ -97,7 +97,9 @@ impl Grants<'_> {
         ttl: Duration,
     ) -> Result<String, OAuthError> {
         let value = random_token(32);
-        self.store.put(&code_key(&value), &to_json(code)?, ttl).await?;
+        self.store
+            .put(&code_key(&value), &to_json(code)?, ttl)
+            .await?;
         Ok(value)
     }
 
@@ -115,7 +117,12 @@ impl Grants<'_> {
     }
 
     /// Remember that `code` produced grant `grant_id` for `ttl`.
-    pub async fn mark_spent(&self, code: &str, grant_id: &str, ttl: Duration) -> Result<(), OAuthError> {
+    pub async fn mark_spent(
+        &self,
+        code: &str,
+        grant_id: &str,
+        ttl: Duration,
+    ) -> Result<(), OAuthError> {
         self.store.put(&spent_key(code), grant_id, ttl).await?;
         Ok(())
     }
@@ -126,7 +133,9 @@ impl Grants<'_> {
 
     pub async fn save_grant(&self, grant: &Grant) -> Result<(), OAuthError> {
         let ttl = seconds_until(grant.expires_at);
-        self.store.put(&grant_key(&grant.id), &to_json(grant)?, ttl).await?;
+        self.store
+            .put(&grant_key(&grant.id), &to_json(grant)?, ttl)
+            .await?;
         Ok(())
     }
 
@@ -166,7 +175,9 @@ impl Grants<'_> {
         idle: Option<Duration>,
     ) -> Result<Grant, OAuthError> {
         const INVALID: &str = "the refresh token is invalid, expired or revoked";
-        let (grant_id, secret) = token.split_once('.').ok_or(OAuthError::InvalidGrant(INVALID))?;
+        let (grant_id, secret) = token
+            .split_once('.')
+            .ok_or(OAuthError::InvalidGrant(INVALID))?;
         let grant = self
             .grant(grant_id)
             .await?

@@ -53,11 +53,17 @@ impl OidcSettings {
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_secs);
         if code_ttl.is_some() {
-            tracing::warn!("{CODE_TTL_ENV} is set: authorization code lifetime overridden (tests only)");
+            tracing::warn!(
+                "{CODE_TTL_ENV} is set: authorization code lifetime overridden (tests only)"
+            );
         }
         let session = &config.session;
         OidcSettings {
-            issuer: config.server.public_origin.trim_end_matches('/').to_string(),
+            issuer: config
+                .server
+                .public_origin
+                .trim_end_matches('/')
+                .to_string(),
             clients: config.oauth.clients.clone(),
             code_ttl: code_ttl.unwrap_or(AUTHORIZATION_CODE_TTL),
             cookie_name: session.cookie_name.clone(),

@@ -28,7 +28,10 @@ impl Params {
 
     /// A parameter; empty values count as absent (RFC 6749 3.1).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
@@ -43,7 +46,10 @@ pub fn form_body(headers: &HeaderMap, body: &[u8]) -> Result<Params, OAuthError>
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
     if !form {
         return Err(OAuthError::invalid_request(
             "content type must be application/x-www-form-urlencoded",
@@ -129,7 +135,11 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 /// Space-separated values (scope, prompt), deduplicated, in order.
 pub fn split_spaces(value: Option<&str>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for v in value.unwrap_or_default().split(' ').filter(|v| !v.is_empty()) {
+    for v in value
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|v| !v.is_empty())
+    {
         if !out.iter().any(|o| o == v) {
             out.push(v.to_string());
         }
@@ -145,7 +155,7 @@ mod tests {
     fn pkce_s256_matches_rfc7636_appendix_b() {
         assert_eq!(
             s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URLbsLF7C9M-cM"
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }
 

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
@@ -29,7 +29,8 @@ pub async fn token(
         "client_credentials" => client_credentials(&app, client, &params)?,
         _ => return Err(OAuthError::UnsupportedGrantType),
     };
-    Ok(Json(body).into_response())
+    // Cache-Control: no-store comes from the app's middleware (RFC 6749 5.1).
+    Ok(([(header::PRAGMA, "no-cache")], Json(body)).into_response())
 }
 
 fn grants(app: &AppState) -> Grants<'_> {
@@ -105,7 +106,9 @@ fn check_code(
     }
     let verifier = params.get("code_verifier");
     match (&code.code_challenge, verifier) {
-        (Some(challenge), Some(v)) if is_valid_verifier(v) && secrets_equal(&s256(v), challenge) => {
+        (Some(challenge), Some(v))
+            if is_valid_verifier(v) && secrets_equal(&s256(v), challenge) =>
+        {
             Ok(())
         }
         (None, None) => Ok(()),
@@ -210,7 +213,9 @@ async fn tokens(
     let subject = &grant.subject;
     let user: Map<String, Value> = user_claims(app.db.as_ref(), &subject.user_id, &subject.scope)
         .await?
-        .ok_or(OAuthError::InvalidGrant("the user no longer exists or is disabled"))?;
+        .ok_or(OAuthError::InvalidGrant(
+            "the user no longer exists or is disabled",
+        ))?;
     let now = unix_now();
     let lifetime = client.access_token_lifetime_seconds;
     let access = access_token_claims(&AccessToken {
