@@ -4,6 +4,7 @@ pub mod authflow_api;
 pub mod backend_api;
 pub mod error;
 pub mod extract;
+pub mod html;
 pub mod messaging;
 pub mod oidc;
 pub mod outbox;

@@ -134,7 +134,7 @@ impl Templates {
                 .trim()
                 .to_string(),
             text: self.render(name, Part::EmailText, &vars, plain),
-            html: self.render(name, Part::EmailHtml, &vars, escape_html),
+            html: self.render(name, Part::EmailHtml, &vars, crate::html::escape),
         }
     }
 
@@ -156,21 +156,6 @@ impl Templates {
 
 fn plain(s: &str) -> String {
     s.to_string()
-}
-
-fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Replaces each `{{name}}` (spaces inside the braces allowed) by its escaped value; an

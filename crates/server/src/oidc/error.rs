@@ -8,6 +8,7 @@ use serde_json::json;
 
 use authflow_core::store::StoreError;
 
+use crate::html::escape;
 use crate::signing::SigningError;
 
 #[derive(Debug, thiserror::Error)]
@@ -190,20 +191,4 @@ pub fn page(title: &str, body: &str) -> String {
          margin:3rem auto;padding:0 1rem}}</style></head><body><h1>{title}</h1>{body}</body></html>",
         title = escape(title)
     )
-}
-
-/// HTML text escaping.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
