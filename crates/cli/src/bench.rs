@@ -17,10 +17,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use argon2::{Algorithm, Argon2, Params, Version};
-use authflow_testkit::{Backend, FlowApi, TestServer, authflow_bin, backends};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use authflow_testkit::{
+    Backend, CREATE_PATH, FlowApi, INPUT_PATH, TestServer, authflow_bin, backends,
+};
 use hdrhistogram::Histogram;
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// The server's default argon2id parameters (`authenticator.password.hashing`).
 const ARGON2_MEMORY_KIB: u32 = 19456;
@@ -120,6 +122,10 @@ struct Rate {
     operations: u64,
     elapsed: Duration,
     latency: Option<Histogram<u64>>,
+    /// CPU used by the server process during the measure (None for the raw hashes).
+    server: Option<CpuUse>,
+    /// CPU used by the bench itself (the load generator; the hash threads for raw hashes).
+    client: Option<CpuUse>,
 }
 
 impl Rate {
@@ -127,11 +133,127 @@ impl Rate {
         self.operations as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
+    /// CPU milliseconds per operation of `cpu` (server or client).
+    fn cpu_ms_per_op(&self, cpu: &Option<CpuUse>) -> String {
+        match cpu {
+            Some(c) => format!(
+                "{:.3}",
+                c.cpu.as_secs_f64() * 1000.0 / (self.operations.max(1) as f64)
+            ),
+            None => "-".to_owned(),
+        }
+    }
+
     fn quantile_ms(&self, quantile: f64) -> String {
         match &self.latency {
             Some(h) => format!("{:.2}", h.value_at_quantile(quantile) as f64 / 1000.0),
             None => "-".to_owned(),
         }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// CPU accounting (Linux /proc): the machine may be shared, so besides rates the bench reports the
+// CPU each side spent per operation, which does not depend on how much of the machine it got.
+
+/// What a process (or thread) used between two samples.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuUse {
+    cpu: Duration,
+    minor_faults: u64,
+    /// Voluntary + involuntary, summed over the live threads (exited threads are not counted).
+    context_switches: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuSample {
+    ticks: u64,
+    minor_faults: u64,
+    context_switches: u64,
+}
+
+impl CpuSample {
+    fn of_thread() -> CpuSample {
+        Self::read("/proc/thread-self").unwrap_or_default()
+    }
+
+    fn of_process(pid: u32) -> CpuSample {
+        Self::read(&format!("/proc/{pid}")).unwrap_or_default()
+    }
+
+    fn read(dir: &str) -> Option<CpuSample> {
+        let stat = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
+        // Fields after the command name (which may contain spaces), starting at field 3.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+        let context_switches = std::fs::read_dir(format!("{dir}/task"))
+            .map(|tasks| {
+                tasks
+                    .flatten()
+                    .map(|task| context_switches(&task.path().join("status")))
+                    .sum()
+            })
+            .unwrap_or_else(|_| context_switches(std::path::Path::new(&format!("{dir}/status"))));
+        Some(CpuSample {
+            ticks: field(14)? + field(15)?,
+            minor_faults: field(10)?,
+            context_switches,
+        })
+    }
+
+    fn since(&self, start: &CpuSample) -> CpuUse {
+        let ticks = self.ticks.saturating_sub(start.ticks);
+        CpuUse {
+            cpu: Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second()),
+            minor_faults: self.minor_faults.saturating_sub(start.minor_faults),
+            context_switches: self.context_switches.saturating_sub(start.context_switches),
+        }
+    }
+}
+
+fn context_switches(status: &std::path::Path) -> u64 {
+    let Ok(text) = std::fs::read_to_string(status) else {
+        return 0;
+    };
+    text.lines()
+        .filter(|line| line.contains("ctxt_switches:"))
+        .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
+}
+
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .and_then(|text| text.trim().parse::<f64>().ok())
+            .filter(|&ticks| ticks > 0.0)
+            .unwrap_or(100.0)
+    })
+}
+
+/// CPU of the server process and of the bench process over one measure.
+struct CpuWatch {
+    server_pid: u32,
+    server: CpuSample,
+    client: CpuSample,
+}
+
+impl CpuWatch {
+    fn start(server_pid: u32) -> CpuWatch {
+        CpuWatch {
+            server_pid,
+            server: CpuSample::of_process(server_pid),
+            client: CpuSample::of_process(std::process::id()),
+        }
+    }
+
+    fn stop(&self, rate: &mut Rate) {
+        rate.server = Some(CpuSample::of_process(self.server_pid).since(&self.server));
+        rate.client = Some(CpuSample::of_process(std::process::id()).since(&self.client));
     }
 }
 
@@ -154,32 +276,50 @@ fn bench_argon2(duration: Duration, threads: usize) -> Result<Rate> {
     let hasher = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
     let start = Instant::now();
     let deadline = start + duration;
-    let operations = std::thread::scope(|scope| {
+    let results = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| scope.spawn(|| hash_until(&hasher, deadline)))
             .collect();
         workers
             .into_iter()
             .map(|w| w.join().expect("hash thread panicked"))
-            .sum::<Result<u64>>()
+            .collect::<Result<Vec<_>>>()
     })?;
+    let operations = results.iter().map(|(n, _)| n).sum();
+    let cpu = results.iter().map(|(_, cpu)| *cpu).sum();
     Ok(Rate {
         operations,
         elapsed: start.elapsed(),
         latency: None,
+        server: None,
+        client: Some(CpuUse {
+            cpu,
+            minor_faults: 0,
+            context_switches: 0,
+        }),
     })
 }
 
-fn hash_until(hasher: &Argon2<'_>, deadline: Instant) -> Result<u64> {
+/// Hashes in a tight loop until `deadline`, reusing one memory buffer (as the server does), so
+/// the baseline is argon2id itself without allocation. Returns (hashes, CPU time of the thread).
+fn hash_until(hasher: &Argon2<'_>, deadline: Instant) -> Result<(u64, Duration)> {
     let mut output = [0u8; 32];
+    let mut memory = vec![Block::default(); ARGON2_MEMORY_KIB as usize];
     let mut count = 0;
+    let cpu_start = CpuSample::of_thread();
     while Instant::now() < deadline {
         hasher
-            .hash_password_into(PASSWORD.as_bytes(), b"authflow-bench-salt", &mut output)
+            .hash_password_into_with_memory(
+                PASSWORD.as_bytes(),
+                b"authflow-bench-salt",
+                &mut output,
+                &mut memory,
+            )
             .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
         count += 1;
     }
-    Ok(count)
+    let cpu = CpuSample::of_thread().since(&cpu_start).cpu;
+    Ok((count, cpu))
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -219,6 +359,8 @@ where
         operations: total.len(),
         elapsed: start.elapsed(),
         latency: Some(total),
+        server: None,
+        client: None,
     })
 }
 
@@ -252,42 +394,116 @@ async fn sign_up_users(api: &FlowApi, users: usize, concurrency: usize) -> Resul
     Ok(())
 }
 
-async fn bench_logins(api: &FlowApi, settings: &Settings) -> Result<Rate> {
-    let api = api.clone();
+/// The load generator's HTTP client: kept cheap because it shares the machine with the server.
+/// One keep-alive connection per client task (reqwest's pool), URLs built once, bodies sent as
+/// bytes, and only the checks a real client needs (status, action type, state token).
+#[derive(Clone)]
+struct LoadClient {
+    http: reqwest::Client,
+    create_url: Arc<str>,
+    input_url: Arc<str>,
+}
+
+impl LoadClient {
+    fn new(base_url: &str, http: reqwest::Client) -> LoadClient {
+        let base = base_url.trim_end_matches('/');
+        LoadClient {
+            http,
+            create_url: format!("{base}{CREATE_PATH}").into(),
+            input_url: format!("{base}{INPUT_PATH}").into(),
+        }
+    }
+
+    /// POSTs a JSON body and returns `(state_token, action type)` of a 200 answer.
+    async fn post(&self, url: &str, body: Vec<u8>) -> Result<(String, String)> {
+        let response = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .context("request failed")?;
+        let status = response.status();
+        let bytes = response.bytes().await.context("reading the response")?;
+        if status != reqwest::StatusCode::OK {
+            bail!("HTTP {status}: {}", String::from_utf8_lossy(&bytes));
+        }
+        let body: Value = serde_json::from_slice(&bytes).context("response is not JSON")?;
+        let text = |pointer: &str| body.pointer(pointer).and_then(Value::as_str);
+        let token = text("/result/state_token").context("no state token")?;
+        let action = text("/result/action/type").context("no action type")?;
+        Ok((token.to_owned(), action.to_owned()))
+    }
+
+    /// Creates a `default` login flow: expects the `identify` action.
+    async fn create_login(&self) -> Result<String> {
+        let body = br#"{"type":"login","name":"default"}"#.to_vec();
+        let (token, action) = self.post(&self.create_url, body).await?;
+        expect_action("create login flow", &action, "identify")?;
+        Ok(token)
+    }
+
+    async fn input(&self, token: &str, input: Value) -> Result<(String, String)> {
+        let body = serde_json::to_vec(&json!({"state_token": token, "input": input}))?;
+        self.post(&self.input_url, body).await
+    }
+
+    /// Identifies by email: expects `authenticate` (no hashing happens in this step).
+    async fn identify(&self, token: &str, email: &str) -> Result<String> {
+        let input = json!({"identification": "email", "login_id": email});
+        let (token, action) = self.input(token, input).await?;
+        expect_action("identify", &action, "authenticate")?;
+        Ok(token)
+    }
+}
+
+fn expect_action(what: &str, got: &str, expected: &str) -> Result<()> {
+    if got == expected {
+        Ok(())
+    } else {
+        bail!("{what}: expected action {expected}, got {got}")
+    }
+}
+
+async fn bench_logins(client: &LoadClient, settings: &Settings) -> Result<Rate> {
+    let client = client.clone();
     let (clients, users) = (settings.login_clients, settings.users);
-    run_clients(clients, settings.duration, move |client, iteration| {
-        let api = api.clone();
-        let email = user_email((client + iteration as usize * clients) % users);
+    run_clients(clients, settings.duration, move |task, iteration| {
+        let client = client.clone();
+        let email = user_email((task + iteration as usize * clients) % users);
         async move {
-            let (_, latency) = timed(api.login_with_password(&email, PASSWORD)).await?;
+            let (_, latency) = timed(login(&client, &email)).await?;
             Ok(vec![latency])
         }
     })
     .await
 }
 
-async fn bench_steps(api: &FlowApi, settings: &Settings) -> Result<Rate> {
-    let api = api.clone();
+/// One complete password login through the API: create, identify, authenticate → finished.
+async fn login(client: &LoadClient, email: &str) -> Result<()> {
+    let token = client.create_login().await?;
+    let token = client.identify(&token, email).await?;
+    let input = json!({"authentication": "primary_password", "password": PASSWORD});
+    let (_, action) = client.input(&token, input).await?;
+    expect_action("authenticate", &action, "finished")
+}
+
+async fn bench_steps(client: &LoadClient, settings: &Settings) -> Result<Rate> {
+    let client = client.clone();
     let (clients, users) = (settings.step_clients, settings.users);
-    run_clients(clients, settings.duration, move |client, iteration| {
-        let api = api.clone();
-        let email = user_email((client + iteration as usize * clients) % users);
-        async move { create_and_identify(&api, &email).await }
+    run_clients(clients, settings.duration, move |task, iteration| {
+        let client = client.clone();
+        let email = user_email((task + iteration as usize * clients) % users);
+        async move { create_and_identify(&client, &email).await }
     })
     .await
 }
 
 /// Two steps: create a login flow, identify by email (answers `authenticate`, no hashing).
-async fn create_and_identify(api: &FlowApi, email: &str) -> Result<Vec<Duration>> {
-    let (created, create_latency) = timed(api.create_flow("login", "default")).await?;
-    created.ensure_status(200).context("create login flow")?;
-    let token = created.state_token().context("no state token")?;
-    let input = json!({"identification": "email", "login_id": email});
-    let (identified, identify_latency) = timed(api.input(token, input)).await?;
-    identified.ensure_status(200).context("identify")?;
-    if identified.action_type() != Some("authenticate") {
-        bail!("identify: expected action authenticate, got {identified}");
-    }
+async fn create_and_identify(client: &LoadClient, email: &str) -> Result<Vec<Duration>> {
+    let (token, create_latency) = timed(client.create_login()).await?;
+    let (_, identify_latency) = timed(client.identify(&token, email)).await?;
     Ok(vec![create_latency, identify_latency])
 }
 
@@ -302,16 +518,21 @@ async fn bench_backend(backend: Backend, settings: &Settings, hashes: &Rate) -> 
         .await
         .with_context(|| format!("starting the server on {backend}"))?;
     let http = reqwest::Client::builder().no_proxy().build()?;
-    let api = FlowApi::new(server.base_url(), http);
+    let api = FlowApi::new(server.base_url(), http.clone());
     sign_up_users(&api, settings.users, settings.login_clients)
         .await
         .context("signing up the bench users")?;
-    let logins = bench_logins(&api, settings)
+    let client = LoadClient::new(server.base_url(), http);
+    let watch = CpuWatch::start(server.pid());
+    let mut logins = bench_logins(&client, settings)
         .await
         .context("login benchmark")?;
-    let steps = bench_steps(&api, settings)
+    watch.stop(&mut logins);
+    let watch = CpuWatch::start(server.pid());
+    let mut steps = bench_steps(&client, settings)
         .await
         .context("step benchmark")?;
+    watch.stop(&mut steps);
     print_table(backend, settings, hashes, &logins, &steps);
     Ok(())
 }
@@ -320,8 +541,8 @@ fn print_table(backend: Backend, settings: &Settings, hashes: &Rate, logins: &Ra
     let ratio = logins.per_second() / hashes.per_second().max(1e-9);
     println!("\nbackend: {backend}");
     println!(
-        "  {:<34} {:>10} {:>9} {:>9}  note",
-        "measure", "per second", "p50 ms", "p99 ms"
+        "  {:<34} {:>10} {:>9} {:>9} {:>10} {:>10}  note",
+        "measure", "per second", "p50 ms", "p99 ms", "srv cpu ms", "cli cpu ms"
     );
     let rows = [
         (
@@ -342,12 +563,42 @@ fn print_table(backend: Backend, settings: &Settings, hashes: &Rate, logins: &Ra
     ];
     for (measure, rate, note) in rows {
         println!(
-            "  {:<34} {:>10.1} {:>9} {:>9}  {note}",
+            "  {:<34} {:>10.1} {:>9} {:>9} {:>10} {:>10}  {note}",
             measure,
             rate.per_second(),
             rate.quantile_ms(0.5),
-            rate.quantile_ms(0.99)
+            rate.quantile_ms(0.99),
+            rate.cpu_ms_per_op(&rate.server),
+            rate.cpu_ms_per_op(&rate.client),
         );
+    }
+    println!(
+        "  (cpu ms = CPU milliseconds per operation: server process / bench process, or hash threads)"
+    );
+    for (what, rate) in [("logins", logins), ("steps", steps)] {
+        if let Some(server) = &rate.server {
+            let per_op = |n: u64| n as f64 / rate.operations.max(1) as f64;
+            println!(
+                "  server during {what}: {:.1} minor faults/op, {:.1} context switches/op",
+                per_op(server.minor_faults),
+                per_op(server.context_switches)
+            );
+        }
+    }
+    println!("  {}", machine_load());
+}
+
+/// The load average, so a reader can tell a busy machine from a quiet one.
+fn machine_load() -> String {
+    match std::fs::read_to_string("/proc/loadavg") {
+        Ok(text) => format!(
+            "load average (1, 5, 15 min): {}",
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        Err(_) => "load average: unknown".to_owned(),
     }
 }
 
@@ -374,7 +625,9 @@ fn build_server_binary() -> Result<()> {
     Ok(())
 }
 
-#[tokio::main]
+/// One thread drives the load: the server gets the cores, and the bench's own CPU per operation
+/// stays small and is reported.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let settings = Settings::from_args_and_env()?;
     build_server_binary()?;
@@ -387,8 +640,10 @@ async fn main() -> Result<()> {
     let (duration, cores) = (settings.duration, settings.cores);
     let hashes = tokio::task::spawn_blocking(move || bench_argon2(duration, cores)).await??;
     println!(
-        "argon2id: {:.1} hashes/s on {cores} threads",
-        hashes.per_second()
+        "argon2id: {:.1} hashes/s on {cores} threads, {} CPU ms per hash; {}",
+        hashes.per_second(),
+        hashes.cpu_ms_per_op(&hashes.client),
+        machine_load()
     );
     for backend in backends() {
         bench_backend(backend, &settings, &hashes).await?;

@@ -1,4 +1,5 @@
-//! The `authflow` binary: `serve` runs the server, `check` validates a config file.
+//! The `authflow` binary: `serve` runs the server, `check` validates a config file, `org`
+//! and `user` administer organizations and users.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod org;
+mod user;
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +37,12 @@ enum Command {
         #[command(subcommand)]
         command: org::OrgCommand,
     },
+    /// Users of the Authentication Flow API: create, get, disable, enable, delete, list,
+    /// import (Authgear user-import records).
+    User {
+        #[command(subcommand)]
+        command: user::UserCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -43,6 +51,7 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Serve { config } => serve(config),
         Command::Org { command } => org::run(command),
+        Command::User { command } => user::run(command),
     }
 }
 

@@ -107,10 +107,9 @@ fn execute(command: OrgCommand) -> Result<Vec<String>, Failure> {
 /// keys are durable records only.
 async fn connect(loaded: &Loaded) -> Result<std::sync::Arc<dyn Database>, Failure> {
     let database = &loaded.config.database;
-    let stores = authflow_store::connect(&database.url, database.max_connections, None)
+    authflow_store::connect_database(&database.url, database.max_connections)
         .await
-        .map_err(Failure::Connect)?;
-    Ok(stores.db)
+        .map_err(Failure::Connect)
 }
 
 async fn apply(

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Map, Value, json};
 
-use authflow_core::flow::action::OtpPrompt;
+use authflow_core::flow::action::{OtpOptionView, OtpPrompt};
 use authflow_core::flow::def::{Channel, FlowKind, OtpForm};
 use authflow_core::flow::otp::DeliveryStatus;
 use authflow_core::flow::{
@@ -212,11 +212,46 @@ pub fn render_result(view: &StateView) -> Value {
         "state_token": view.state_token,
         "type": view.flow_kind.as_str(),
         "name": view.flow_name,
-        "action": {"type": view.action.type_name(), "data": match view.action {
-            Action::Finished => render_finished_data(view),
-            _ => render_data(&view.action),
-        }},
+        "action": render_action(view),
     })
+}
+
+fn render_action(view: &StateView) -> Value {
+    let mut action = json!({"type": view.action.type_name()});
+    if let Some(a) = view.action.authentication() {
+        action["authentication"] = json!(a.as_str());
+    }
+    action["data"] = match view.action {
+        Action::Finished => render_finished_data(view),
+        _ => render_data(&view.action),
+    };
+    action
+}
+
+/// `otp_form`, `channels`, `masked_display_name` / `target` of OOB options (8.4, 8.7).
+fn render_otp_option(v: &OtpOptionView, option: &mut Value) {
+    option["otp_form"] = json!(otp_form_name(v.otp_form));
+    option["channels"] = json!(
+        v.channels
+            .iter()
+            .map(|c| channel_name(*c))
+            .collect::<Vec<_>>()
+    );
+    match (v.verification_required, &v.masked_display_name) {
+        (Some(required), Some(masked)) => {
+            option["target"] =
+                json!({"masked_display_name": masked, "verification_required": required});
+        }
+        (None, Some(masked)) => option["masked_display_name"] = json!(masked),
+        _ => {}
+    }
+}
+
+fn otp_form_name(f: OtpForm) -> &'static str {
+    match f {
+        OtpForm::Code => "code",
+        OtpForm::Link => "link",
+    }
 }
 
 fn render_data(action: &Action) -> Value {
@@ -230,7 +265,13 @@ fn render_data(action: &Action) -> Value {
             device_token_enabled,
         } => json!({
             "type": "authentication_data",
-            "options": options.iter().map(|o| json!({"authentication": o.authentication.as_str()})).collect::<Vec<_>>(),
+            "options": options.iter().map(|o| {
+                let mut v = json!({"authentication": o.authentication.as_str()});
+                if let Some(otp) = &o.otp {
+                    render_otp_option(otp, &mut v);
+                }
+                v
+            }).collect::<Vec<_>>(),
             "device_token_enabled": device_token_enabled,
         }),
         Action::CreateAuthenticator { options } => json!({
@@ -239,6 +280,9 @@ fn render_data(action: &Action) -> Value {
                 let mut v = json!({"authentication": o.authentication.as_str()});
                 if let Some(p) = &o.password_policy {
                     v["password_policy"] = p.clone();
+                }
+                if let Some(otp) = &o.otp {
+                    render_otp_option(otp, &mut v);
                 }
                 v
             }).collect::<Vec<_>>(),
@@ -251,7 +295,16 @@ fn render_data(action: &Action) -> Value {
             "password_policy": password_policy,
             "force_change_reason": force_change_reason,
         }),
-        Action::Verify(p) => render_otp_prompt(p),
+        Action::Verify(p) | Action::OtpEntry { prompt: p, .. } => render_otp_prompt(p),
+        Action::SelectChannel {
+            channels,
+            masked_claim_value,
+            ..
+        } => json!({
+            "type": "select_oob_otp_channels_data",
+            "channels": channels.iter().map(|c| channel_name(*c)).collect::<Vec<_>>(),
+            "masked_claim_value": masked_claim_value,
+        }),
         Action::Finished => json!({}),
     }
 }
@@ -261,7 +314,7 @@ fn render_otp_prompt(p: &OtpPrompt) -> Value {
     let mut data = json!({
         "type": "verify_oob_otp_data",
         "channel": channel_name(p.channel),
-        "otp_form": match p.otp_form { OtpForm::Code => "code", OtpForm::Link => "link" },
+        "otp_form": otp_form_name(p.otp_form),
         "masked_claim_value": p.masked_claim_value,
         "code_length": p.code_length,
         "can_resend_at": p.can_resend_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -269,6 +322,9 @@ fn render_otp_prompt(p: &OtpPrompt) -> Value {
         "failed_attempt_rate_limit_exceeded": p.failed_attempt_rate_limit_exceeded,
         "delivery_status": p.delivery_status.as_str(),
     });
+    if let Some(url) = &p.websocket_url {
+        data["websocket_url"] = json!(url);
+    }
     if let DeliveryStatus::Failed(failure) = p.delivery_status {
         data["delivery_error"] = json!({
             "name": failure.name(),

@@ -89,6 +89,16 @@ impl ApiError {
         ApiError::new("MethodNotAllowed", "MethodNotAllowed", "method not allowed")
     }
 
+    /// A browser request from an origin the CORS policy does not allow.
+    pub fn forbidden_origin() -> Self {
+        ApiError::new("Forbidden", "ForbiddenOrigin", "origin not allowed")
+    }
+
+    /// A request whose query or form is not what the endpoint takes.
+    pub fn invalid_request(message: &str) -> Self {
+        ApiError::new("BadRequest", "BadRequest", message.to_string())
+    }
+
     pub fn too_many_requests() -> Self {
         ApiError::new("TooManyRequest", "TooManyRequest", "request rate limited")
     }

@@ -4,7 +4,9 @@ pub mod authflow_api;
 pub mod backend_api;
 pub mod error;
 pub mod extract;
+pub mod hanko;
 pub mod html;
+pub mod links;
 pub mod messaging;
 pub mod oidc;
 pub mod outbox;
@@ -48,6 +50,10 @@ pub struct AppState {
     pub auth_api: Arc<backend_api::AuthApiSettings>,
     /// OpenID Connect settings (issuer, clients).
     pub oidc: Arc<oidc::OidcSettings>,
+    /// The Hanko-style Flow API (seed 004); `None` while `hanko_api.enabled` is false.
+    pub hanko: Option<Arc<hanko::HankoSettings>>,
+    /// Login-link approvals on their way to the waiting WebSockets.
+    pub link_events: Arc<links::LinkEvents>,
 }
 
 impl AppState {
@@ -114,6 +120,8 @@ pub fn app(state: AppState) -> Router {
         .merge(authflow_api::routes())
         .merge(oidc::routes().merge(ui::routes()))
         .merge(backend_api::routes())
+        .merge(links::routes())
+        .merge(hanko::routes(&state))
         .fallback(|| async { ApiError::not_found() })
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .layer(middleware::from_fn_with_state(state.clone(), cors))
@@ -137,9 +145,11 @@ async fn healthz(State(app): State<AppState>) -> Response {
 }
 
 async fn no_store(mut response: Response) -> Response {
+    // A handler that set its own (the Hanko JWKS: max-age) keeps it.
     response
         .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
     response
 }
 
@@ -147,6 +157,9 @@ async fn no_store(mut response: Response) -> Response {
 async fn cors(State(app): State<AppState>, request: Request, next: Next) -> Response {
     if backend_api::is_backend_path(request.uri().path()) {
         return backend_api::without_cors(&app, request, next).await;
+    }
+    if hanko::is_hanko_path(&app, request.uri().path()) {
+        return hanko::cors(&app, request, next).await;
     }
     let origin = request
         .headers()

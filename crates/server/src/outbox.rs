@@ -25,6 +25,10 @@ pub struct OutboxEntry {
     pub subject: String,
     pub body: String,
     pub code: String,
+    /// Login and recovery links (the code is inside).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    pub purpose: &'static str,
     pub sent_at: DateTime<Utc>,
 }
 
@@ -61,22 +65,29 @@ fn channel_name(c: Channel) -> &'static str {
 
 impl Messenger for DevOutbox {
     fn send(&self, m: OutgoingMessage) -> DeliveryStatus {
-        let what = match m.purpose {
-            Purpose::Verification => "verification code",
+        let (purpose, what) = match (m.purpose, m.link.is_some()) {
+            (Purpose::Verification, _) => ("verification", "verification code"),
+            (Purpose::Authentication, false) => ("authentication", "login code"),
+            (Purpose::Authentication, true) => ("authentication", "login link"),
+            (Purpose::AccountRecovery, false) => ("account_recovery", "account recovery code"),
+            (Purpose::AccountRecovery, true) => ("account_recovery", "account recovery link"),
         };
         let subject = format!("Your {} {what}", self.app_name);
+        let secret = m.link.clone().unwrap_or_else(|| m.code.clone());
         let body = format!(
-            "Your {} {what} is {}. It is valid for {} minutes. If you did not ask for it, ignore this message.",
-            self.app_name, m.code, m.valid_minutes
+            "Your {} {what} is {secret}. It is valid for {} minutes. If you did not ask for it, ignore this message.",
+            self.app_name, m.valid_minutes
         );
         // The outbox is the one place codes may be logged (flow-config.md 4.4).
-        tracing::info!(channel = channel_name(m.channel), to = %m.to, code = %m.code, "dev outbox message");
+        tracing::info!(channel = channel_name(m.channel), to = %m.to, code = %secret, "dev outbox message");
         let entry = OutboxEntry {
             channel: channel_name(m.channel),
             to: m.to,
             subject,
             body,
             code: m.code,
+            link: m.link,
+            purpose,
             sent_at: Utc::now(),
         };
         if let Ok(mut entries) = self.entries.lock() {

@@ -66,6 +66,17 @@ pub async fn build_state(
         config,
         stores.state.clone(),
     ));
+    let hanko = crate::hanko::HankoSettings::from_config(config, stores.state.clone());
+    let link_events = match &config.state_store {
+        Some(store) => crate::links::LinkEvents::with_redis(&store.url, &store.key_prefix)
+            .map_err(|e| {
+                ServeError::Connect(authflow_store::ConnectError::StateStore {
+                    url: store.url.clone(),
+                    reason: e.to_string(),
+                })
+            })?,
+        None => crate::links::LinkEvents::local(),
+    };
     Ok(AppState {
         engine: Arc::new(engine),
         db: stores.db,
@@ -76,6 +87,8 @@ pub async fn build_state(
         signing,
         auth_api,
         oidc: Arc::new(crate::oidc::OidcSettings::from_config(config)),
+        hanko,
+        link_events: Arc::new(link_events),
     })
 }
 

@@ -3,11 +3,14 @@
 
 use std::time::Duration;
 
-use authflow_core::config::{Config, OtpChannel, PhoneValidationMethod, RateLimit};
+use authflow_core::config::{Config, EmailOtpMode, OtpChannel, PhoneValidationMethod, RateLimit};
 use authflow_core::credentials::login_id::{EmailRules, LoginIdRules, PhoneRules, UsernameRules};
 use authflow_core::flow::EngineSettings;
+use authflow_core::flow::def::OtpForm;
 use authflow_core::flow::otp::OtpSettings;
-use authflow_core::flow::settings::{Limit, LoginIdKey, RateLimits, SessionSettings};
+use authflow_core::flow::settings::{
+    Limit, LoginIdKey, MessagingLimits, OtpLimits, RateLimits, SessionSettings,
+};
 use authflow_core::model::LoginIdType;
 
 use crate::CorsPolicy;
@@ -69,6 +72,52 @@ fn verification_otp(config: &Config, channel: OtpChannel) -> OtpSettings {
     }
 }
 
+fn authentication_otp(config: &Config, channel: OtpChannel) -> OtpSettings {
+    let limits = config.authentication.rate_limits.oob_otp.channel(channel);
+    let oob = &config.authenticator.oob_otp;
+    let periods = match channel {
+        OtpChannel::Email => oob.email.valid_periods,
+        OtpChannel::Sms => oob.sms.valid_periods,
+    };
+    OtpSettings {
+        code_valid: periods.code,
+        cooldown: limits.trigger_cooldown,
+        max_failures: limits.max_failed_attempts_revoke_otp,
+    }
+}
+
+fn oob_limits(config: &Config, c: OtpChannel) -> OtpLimits {
+    let r = &config.authentication.rate_limits;
+    OtpLimits {
+        trigger_per_ip: limit(r.oob_otp_trigger_per_ip(c)),
+        trigger_per_user: limit(r.oob_otp_trigger_per_user(c)),
+        validate_per_ip: limit(r.oob_otp_validate_per_ip(c)),
+        validate_per_user_per_ip: limit(r.oob_otp_validate_per_user_per_ip(c)),
+    }
+}
+
+fn verification_limits(config: &Config, c: OtpChannel) -> OtpLimits {
+    let r = &config.verification.rate_limits;
+    OtpLimits {
+        trigger_per_ip: limit(r.trigger_per_ip(c)),
+        trigger_per_user: limit(r.trigger_per_user(c)),
+        validate_per_ip: limit(r.validate_per_ip(c)),
+        validate_per_user_per_ip: None,
+    }
+}
+
+fn messaging_limits(config: &Config) -> MessagingLimits {
+    let m = &config.messaging.rate_limits;
+    MessagingLimits {
+        email: limit(m.email()),
+        email_per_ip: limit(m.email_per_ip()),
+        email_per_target: limit(m.email_per_target()),
+        sms: limit(m.sms()),
+        sms_per_ip: limit(m.sms_per_ip()),
+        sms_per_target: limit(m.sms_per_target()),
+    }
+}
+
 pub fn engine_settings(config: &Config) -> EngineSettings {
     let auth = &config.authentication;
     let password = &config.authenticator.password;
@@ -91,6 +140,11 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
             password_per_user_per_ip: limit(auth.rate_limits.password_per_user_per_ip()),
             account_enumeration_per_ip: limit(auth.rate_limits.account_enumeration_per_ip()),
             signup_per_ip: limit(auth.rate_limits.signup_per_ip()),
+            oob_email: oob_limits(config, OtpChannel::Email),
+            oob_sms: oob_limits(config, OtpChannel::Sms),
+            verification_email: verification_limits(config, OtpChannel::Email),
+            verification_sms: verification_limits(config, OtpChannel::Sms),
+            messaging: messaging_limits(config),
         },
         session: SessionSettings {
             lifetime: Duration::from_secs(session.lifetime_seconds),
@@ -104,6 +158,21 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
         secure_cookies: config.server.public_origin.starts_with("https://"),
         verification_email: verification_otp(config, OtpChannel::Email),
         verification_sms: verification_otp(config, OtpChannel::Sms),
+        authentication_email: authentication_otp(config, OtpChannel::Email),
+        authentication_sms: authentication_otp(config, OtpChannel::Sms),
+        login_link_valid: config.authenticator.oob_otp.email.valid_periods.link,
+        email_otp_form: match config.authenticator.oob_otp.email.email_otp_mode {
+            EmailOtpMode::Code => OtpForm::Code,
+            EmailOtpMode::LoginLink => OtpForm::Link,
+        },
+        phone_channels: config
+            .authenticator
+            .oob_otp
+            .sms
+            .phone_otp_mode
+            .channels()
+            .to_vec(),
+        public_origin: config.server.public_origin.clone(),
         lockout: auth.lockout.clone(),
     }
 }

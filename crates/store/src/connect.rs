@@ -25,6 +25,16 @@ pub enum ConnectError {
     Migrate { url: String, reason: String },
     #[error("cannot connect to state store {url}: {reason}")]
     StateStore { url: String, reason: String },
+    /// Another `authflow serve` process uses this SQLite file: its flow state lives in that
+    /// process, so a second one would not see it.
+    #[error(
+        "database {database} is in use by another authflow serve process (lock {lock} is held): \
+         with SQLite the flow state lives in the server process, so only one server may use a \
+         database file; replicas need PostgreSQL + Redis"
+    )]
+    Locked { database: String, lock: String },
+    #[error("cannot lock {path}: {reason}")]
+    Lock { path: String, reason: String },
 }
 
 impl ConnectError {

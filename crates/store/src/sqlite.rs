@@ -807,6 +807,105 @@ impl Database for SqliteStore {
     }
 }
 
+/// One write of [`crate::MemoryStateStore`]'s write-behind to the `ephemeral` table: the
+/// last write of a key in a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StateWrite {
+    Upsert { value: String, expires_at_ms: i64 },
+    Delete,
+}
+
+/// Rows per multi-row statement of [`SqliteStore::write_state_batch`] (3 variables each,
+/// well under SQLite's limit of 32766).
+const STATE_ROWS_PER_STATEMENT: usize = 500;
+
+impl SqliteStore {
+    /// Every live row of the `ephemeral` table: `(key, value, expires_at in ms)`.
+    pub(crate) async fn load_live_state(&self) -> StoreResult<Vec<(String, String, i64)>> {
+        sqlx::query_as("SELECT key, value, expires_at FROM ephemeral WHERE expires_at > $1")
+            .bind(to_millis(Utc::now()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sql_err)
+    }
+
+    /// Apply a batch of state writes (at most one per key) in one transaction, with one
+    /// statement per few hundred rows: each statement is a hand-off to the SQLite thread.
+    pub(crate) async fn write_state_batch(
+        &self,
+        writes: &[(String, StateWrite)],
+    ) -> StoreResult<()> {
+        let upserts: Vec<(&str, &str, i64)> = writes
+            .iter()
+            .filter_map(|(key, write)| match write {
+                StateWrite::Upsert {
+                    value,
+                    expires_at_ms,
+                } => Some((key.as_str(), value.as_str(), *expires_at_ms)),
+                StateWrite::Delete => None,
+            })
+            .collect();
+        let deletes: Vec<&str> = writes
+            .iter()
+            .filter(|(_, write)| *write == StateWrite::Delete)
+            .map(|(key, _)| key.as_str())
+            .collect();
+        let _write = self.writes.lock().await;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(sql_err)?;
+        for chunk in upserts.chunks(STATE_ROWS_PER_STATEMENT) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO ephemeral (key, value, expires_at) ",
+            );
+            insert.push_values(chunk, |mut row, (key, value, expires_at)| {
+                row.push_bind(*key).push_bind(*value).push_bind(*expires_at);
+            });
+            insert.push(
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+                 expires_at = excluded.expires_at",
+            );
+            insert.build().execute(&mut *tx).await.map_err(sql_err)?;
+        }
+        for chunk in deletes.chunks(STATE_ROWS_PER_STATEMENT) {
+            let mut delete =
+                sqlx::QueryBuilder::<sqlx::Sqlite>::new("DELETE FROM ephemeral WHERE key IN (");
+            let mut keys = delete.separated(", ");
+            for key in chunk {
+                keys.push_bind(*key);
+            }
+            delete.push(")");
+            delete.build().execute(&mut *tx).await.map_err(sql_err)?;
+        }
+        tx.commit().await.map_err(sql_err)
+    }
+
+    /// Delete expired `ephemeral` rows in batches (each a short write transaction), until
+    /// none is left or a bound is reached.
+    pub(crate) async fn sweep_expired_state(&self) -> StoreResult<u64> {
+        let mut removed = 0;
+        for _ in 0..1000 {
+            let _write = self.writes.lock().await;
+            let result = sqlx::query(
+                "DELETE FROM ephemeral WHERE key IN \
+                 (SELECT key FROM ephemeral WHERE expires_at <= $1 LIMIT $2)",
+            )
+            .bind(to_millis(Utc::now()))
+            .bind(SWEEP_BATCH)
+            .execute(&self.pool)
+            .await
+            .map_err(sql_err)?;
+            removed += result.rows_affected();
+            if result.rows_affected() < SWEEP_BATCH as u64 {
+                break;
+            }
+        }
+        Ok(removed)
+    }
+}
+
 #[async_trait]
 impl StateStore for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {

@@ -940,3 +940,156 @@ state_tests!(
     take_token_is_atomic,
     buckets_and_values_do_not_collide,
 );
+
+// ---------------------------------------------------------------------------------
+// The in-process state store of the SQLite mode (`MemoryStateStore`): the same state
+// tests, in memory only and written behind to a SQLite file, plus what only it has
+// (persistence across a restart, one server per file).
+// ---------------------------------------------------------------------------------
+
+mod memory_state {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use authflow_core::store::StateStore;
+    use authflow_store::{ConnectError, MemoryStateStore, SqliteStore};
+
+    /// A temp SQLite file and its state store.
+    struct Persistent {
+        state: MemoryStateStore,
+        path: std::path::PathBuf,
+        db: Arc<SqliteStore>,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn persistent() -> Persistent {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let db = Arc::new(
+            SqliteStore::connect(&format!("sqlite://{}", path.display()), 4)
+                .await
+                .unwrap(),
+        );
+        let state = MemoryStateStore::open(db.clone(), &path).await.unwrap();
+        Persistent {
+            state,
+            path,
+            db,
+            _dir: dir,
+        }
+    }
+
+    macro_rules! memory_state_tests {
+        ($($name:ident),* $(,)?) => { $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn in_memory() {
+                    let state = authflow_store::MemoryStateStore::in_memory();
+                    crate::$name(&state).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite_backed() {
+                    let fx = super::persistent().await;
+                    crate::$name(&fx.state).await;
+                    fx.state.flush().await.unwrap();
+                }
+            }
+        )* };
+    }
+
+    memory_state_tests!(
+        put_get_delete,
+        expired_values_are_absent,
+        put_if_absent_keeps_the_first,
+        take_is_single_use_under_concurrency,
+        incr_counts_and_keeps_first_expiry,
+        incr_is_atomic,
+        take_token_allows_burst_then_limits,
+        take_token_refills_over_time,
+        return_token_gives_one_back_never_beyond_burst,
+        take_token_is_atomic,
+        buckets_and_values_do_not_collide,
+    );
+
+    const LONG: Duration = Duration::from_secs(60);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restart_keeps_live_values_but_not_consumed_or_expired_ones() {
+        let fx = persistent().await;
+        fx.state.put("flowstate:a", "state a", LONG).await.unwrap();
+        fx.state.put("flow:1", "live", LONG).await.unwrap();
+        fx.state.put("replaced", "old", LONG).await.unwrap();
+        fx.state.put("replaced", "new", LONG).await.unwrap();
+        fx.state.put("code", "single use", LONG).await.unwrap();
+        assert_eq!(fx.state.incr("counter", 3, LONG).await.unwrap(), 3);
+        fx.state
+            .put("short", "v", Duration::from_millis(300))
+            .await
+            .unwrap();
+        fx.state.put("gone", "v", LONG).await.unwrap();
+        // Consuming writes are in the file when they return.
+        assert_eq!(
+            fx.state.take("code").await.unwrap().as_deref(),
+            Some("single use")
+        );
+        fx.state.delete("gone").await.unwrap();
+        fx.state.put("later", "v", LONG).await.unwrap();
+        fx.state.close().await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+
+        let state = MemoryStateStore::open(fx.db.clone(), &fx.path)
+            .await
+            .unwrap();
+        let get = |key: &'static str| {
+            let state = &state;
+            async move { state.get(key).await.unwrap() }
+        };
+        assert_eq!(get("flowstate:a").await.as_deref(), Some("state a"));
+        assert_eq!(get("flow:1").await.as_deref(), Some("live"));
+        assert_eq!(get("replaced").await.as_deref(), Some("new"));
+        assert_eq!(get("later").await.as_deref(), Some("v"));
+        assert_eq!(get("code").await, None, "a taken value stays taken");
+        assert_eq!(get("gone").await, None);
+        assert_eq!(get("short").await, None, "expired while down");
+        assert_eq!(state.incr("counter", 1, LONG).await.unwrap(), 4);
+        state.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_server_on_the_same_file_is_refused() {
+        let fx = persistent().await;
+        let second = MemoryStateStore::open(fx.db.clone(), &fx.path).await;
+        match second {
+            Err(e @ ConnectError::Locked { .. }) => {
+                let message = e.to_string();
+                assert!(!message.contains('\n'), "{message}");
+                assert!(message.contains("PostgreSQL + Redis"), "{message}");
+            }
+            Err(other) => panic!("expected Locked, got {other}"),
+            Ok(_) => panic!("a second state store opened the same database"),
+        }
+        // Closing releases the lock.
+        fx.state.close().await;
+        let again = MemoryStateStore::open(fx.db.clone(), &fx.path)
+            .await
+            .unwrap();
+        again.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connect_pairs_sqlite_with_the_locked_memory_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("a.db").display());
+        let stores = authflow_store::connect(&url, 4, None).await.unwrap();
+        stores.state.put("k", "v", LONG).await.unwrap();
+        let second = authflow_store::connect(&url, 4, None).await;
+        assert!(
+            matches!(second, Err(ConnectError::Locked { .. })),
+            "second serve on one file must fail"
+        );
+        // Commands that need only the database still connect next to a server.
+        let db = authflow_store::connect_database(&url, 4).await.unwrap();
+        db.ping().await.unwrap();
+    }
+}

@@ -2,10 +2,10 @@
 //! authentication-flow-api.md 9.4 and flow-config.md 5.3.
 
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -394,14 +394,6 @@ impl PasswordHasher {
         &self.params
     }
 
-    fn argon2(&self) -> Argon2<'static> {
-        let params = self
-            .params
-            .argon2_params()
-            .expect("parameters were validated in try_new");
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-    }
-
     /// An argon2id PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`) with a 16-byte salt.
     /// Callers refuse passwords over [`MAX_PASSWORD_BYTES`] before hashing.
     pub fn hash(&self, password: &str, rng: &dyn SecureRandom) -> String {
@@ -411,11 +403,25 @@ impl PasswordHasher {
     }
 
     fn hash_with_salt(&self, password: &str, salt: &[u8; 16]) -> String {
+        let params = self
+            .params
+            .argon2_params()
+            .expect("parameters were validated in try_new");
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+        let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
+        with_argon2_memory(params.block_count(), |memory| {
+            argon2.hash_password_into_with_memory(password.as_bytes(), salt, &mut output, memory)
+        })
+        .expect("validated parameters, a valid salt and a bounded password cannot fail");
         let salt = SaltString::encode_b64(salt).expect("16 bytes is a valid salt length");
-        self.argon2()
-            .hash_password(password.as_bytes(), &salt)
-            .expect("validated parameters, a valid salt and a bounded password cannot fail")
-            .to_string()
+        PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&params).expect("validated parameters encode"),
+            salt: Some(salt.as_salt()),
+            hash: Some(Output::new(&output).expect("32 bytes is a valid output length")),
+        }
+        .to_string()
     }
 
     /// Checks `password` against a stored argon2id PHC string or bcrypt hash. Anything
@@ -433,13 +439,34 @@ impl PasswordHasher {
         }
     }
 
+    /// What `argon2`'s `verify_password` does (parameters, version, salt and output length from
+    /// the PHC string), but computed in pooled memory; the output comparison is constant time.
     fn verify_argon2id(&self, password: &str, hash: &PasswordHash<'_>) -> PasswordCheck {
-        // The output comparison inside `verify_password` is constant time.
-        match Argon2::default().verify_password(password.as_bytes(), hash) {
-            Ok(()) => PasswordCheck::Match {
+        let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+            return PasswordCheck::Mismatch;
+        };
+        let Ok(params) = Params::try_from(hash) else {
+            return PasswordCheck::Mismatch;
+        };
+        let version = match hash.version.map(Version::try_from).transpose() {
+            Ok(version) => version.unwrap_or_default(),
+            Err(_) => return PasswordCheck::Mismatch,
+        };
+        let mut salt_buffer = [0u8; 64];
+        let Ok(salt) = salt.decode_b64(&mut salt_buffer) else {
+            return PasswordCheck::Mismatch;
+        };
+        let argon2 = Argon2::new(Algorithm::Argon2id, version, params.clone());
+        let mut output = vec![0u8; expected.len()];
+        let computed = with_argon2_memory(params.block_count(), |memory| {
+            argon2.hash_password_into_with_memory(password.as_bytes(), salt, &mut output, memory)
+        });
+        if computed.is_ok() && constant_time_eq(&output, expected.as_bytes()) {
+            PasswordCheck::Match {
                 needs_rehash: !self.is_current(hash),
-            },
-            Err(_) => PasswordCheck::Mismatch,
+            }
+        } else {
+            PasswordCheck::Mismatch
         }
     }
 
@@ -471,6 +498,41 @@ impl PasswordHasher {
             .get_or_init(|| self.hash_with_salt("authflow dummy password", &[0x5a; 16]));
         std::hint::black_box(self.verify(password, dummy));
     }
+}
+
+/// argon2 working memory kept between computations. Allocating it per call (19 MiB with the
+/// default parameters) costs page faults and zeroing of fresh pages on every login; argon2
+/// writes every block before reading it, so a reused buffer needs no clearing. At most one
+/// buffer per core is kept (hashing runs at most once per core), and none larger than
+/// [`POOLED_MEMORY_MAX_BLOCKS`] (imported hashes may ask for far more than the configured cost).
+static ARGON2_MEMORY: Mutex<Vec<Vec<Block>>> = Mutex::new(Vec::new());
+/// 256 MiB: buffers above this are freed after use rather than pooled.
+const POOLED_MEMORY_MAX_BLOCKS: usize = 256 * 1024;
+
+fn with_argon2_memory<R>(blocks: usize, compute: impl FnOnce(&mut [Block]) -> R) -> R {
+    let pooled = ARGON2_MEMORY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .pop();
+    let mut memory = pooled.unwrap_or_default();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    let result = compute(&mut memory[..blocks]);
+    if memory.len() <= POOLED_MEMORY_MAX_BLOCKS {
+        let mut pool = ARGON2_MEMORY
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if pool.len() < max_pooled_buffers() {
+            pool.push(memory);
+        }
+    }
+    result
+}
+
+fn max_pooled_buffers() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// A well-formed argon2id PHC string whose costs are within `limits`.
@@ -567,6 +629,7 @@ impl From<&str> for Secret {
 mod tests {
     use super::*;
     use crate::clock::OsRandom;
+    use argon2::password_hash::PasswordHasher as _;
 
     fn policy() -> PasswordPolicy {
         PasswordPolicy::default()
@@ -890,6 +953,31 @@ mod tests {
         );
         assert_eq!(h.verify("correct horsf", &phc), PasswordCheck::Mismatch);
         assert_ne!(phc, h.hash("correct horse", &OsRandom), "salted");
+    }
+
+    #[test]
+    fn pooled_hashing_matches_the_argon2_crate() {
+        use argon2::password_hash::PasswordVerifier as _;
+        let h = PasswordHasher::new(fast());
+        let salt = [7u8; 16];
+        let ours = h.hash_with_salt("correct horse", &salt);
+        let params = fast().argon2_params().unwrap();
+        let reference = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(b"correct horse", &SaltString::encode_b64(&salt).unwrap())
+            .unwrap()
+            .to_string();
+        assert_eq!(ours, reference);
+        // Buffers are reused across calls of other sizes; results stay the reference ones.
+        let bigger = PasswordHasher::new(HashingParams {
+            memory_kib: 256,
+            ..fast()
+        });
+        let other = bigger.hash_with_salt("x", &salt);
+        assert_eq!(h.hash_with_salt("correct horse", &salt), reference);
+        let parsed = PasswordHash::new(&other).unwrap();
+        assert!(Argon2::default().verify_password(b"x", &parsed).is_ok());
+        assert!(h.verify("x", &other).is_match());
+        assert_eq!(h.verify("y", &other), PasswordCheck::Mismatch);
     }
 
     #[test]

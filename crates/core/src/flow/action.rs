@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::def::{Authentication, Channel, FlowKind, Identification, OtpForm};
+use super::def::{Authentication, Channel, FlowKind, Identification, OtpForm, StepType};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct IdentifyOption {
@@ -12,6 +12,19 @@ pub struct IdentifyOption {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuthenticateOption {
     pub authentication: Authentication,
+    /// OOB options: how the code travels and where.
+    pub otp: Option<OtpOptionView>,
+}
+
+/// `otp_form`, `channels` and `masked_display_name` of an OOB option.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtpOptionView {
+    pub otp_form: OtpForm,
+    pub channels: Vec<Channel>,
+    /// Absent on `create_authenticator` options without `target_step`.
+    pub masked_display_name: Option<String>,
+    /// `create_authenticator` with `target_step`: whether a code will be asked for.
+    pub verification_required: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +32,7 @@ pub struct CreateOption {
     pub authentication: Authentication,
     /// `password_policy` data object for password options.
     pub password_policy: Option<Value>,
+    pub otp: Option<OtpOptionView>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +53,19 @@ pub enum Action {
     },
     /// A code was sent to verify a claim (`verify_oob_otp_data`).
     Verify(OtpPrompt),
+    /// A chosen OOB branch of `step` waits for its code or link (`action.authentication`).
+    OtpEntry {
+        step: StepType,
+        authentication: Authentication,
+        prompt: OtpPrompt,
+    },
+    /// A channel must be chosen before a code is sent (`select_oob_otp_channels_data`).
+    SelectChannel {
+        step: StepType,
+        authentication: Option<Authentication>,
+        channels: Vec<Channel>,
+        masked_claim_value: String,
+    },
     Finished,
 }
 
@@ -53,6 +80,8 @@ pub struct OtpPrompt {
     pub failed_attempt_rate_limit_exceeded: bool,
     /// Of the message that carried the current code (`delivery_status`, spec 8.5).
     pub delivery_status: super::otp::DeliveryStatus,
+    /// Link form: where the client hears of the approval (spec 11).
+    pub websocket_url: Option<String>,
 }
 
 impl Action {
@@ -63,7 +92,17 @@ impl Action {
             Action::CreateAuthenticator { .. } => "create_authenticator",
             Action::ChangePassword { .. } => "change_password",
             Action::Verify(_) => "verify",
+            Action::OtpEntry { step, .. } | Action::SelectChannel { step, .. } => step.as_str(),
             Action::Finished => "finished",
+        }
+    }
+
+    /// `action.authentication`: the chosen branch the awaited input belongs to.
+    pub fn authentication(&self) -> Option<Authentication> {
+        match self {
+            Action::OtpEntry { authentication, .. } => Some(*authentication),
+            Action::SelectChannel { authentication, .. } => *authentication,
+            _ => None,
         }
     }
 }

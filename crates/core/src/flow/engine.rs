@@ -140,6 +140,11 @@ impl Engine {
             .map_err(|e| FlowError::Unexpected(format!("password task: {e}")))
     }
 
+    /// The login-link page's approval (spec 9.3); the caller tells the WebSocket channel.
+    pub async fn approve_link(&self, code: &str) -> FlowResult<Option<super::otp::ApprovedLink>> {
+        self.otp.approve_link(code).await
+    }
+
     pub fn settings(&self) -> &EngineSettings {
         &self.settings
     }
@@ -174,7 +179,7 @@ impl Engine {
         let flow = self.resolve_flow(kind, name)?;
         let mut state = FlowState::new(token::flow_id(&*self.rng), flow, self.clock.now());
         state.oauth_x_ref = self.oauth_tie_in(url_query, request_query).await?;
-        self.run_automatic_steps(&mut state)
+        self.run_automatic_steps(ctx, &mut state)
             .await
             .map_err(|e| with_kind(e, kind))?;
         let first = self.save(&mut state).await.map_err(InputError::from)?;
@@ -263,7 +268,7 @@ impl Engine {
         mut state: FlowState,
         input: &Value,
     ) -> FlowResult<(StateView, FlowState)> {
-        self.run_automatic_steps(&mut state).await?;
+        self.run_automatic_steps(ctx, &mut state).await?;
         let mut consumed = false;
         while !state.is_at_end() {
             let snapshot = state.clone();
@@ -281,7 +286,7 @@ impl Engine {
                     break;
                 }
             }
-            if let Err(e) = self.run_automatic_steps(&mut state).await {
+            if let Err(e) = self.run_automatic_steps(ctx, &mut state).await {
                 if !consumed {
                     return Err(e);
                 }
@@ -312,7 +317,11 @@ impl Engine {
     }
 
     /// Advance through steps that need no input until one does or the flow ends.
-    pub(super) async fn run_automatic_steps(&self, state: &mut FlowState) -> FlowResult<()> {
+    pub(super) async fn run_automatic_steps(
+        &self,
+        ctx: &RequestContext,
+        state: &mut FlowState,
+    ) -> FlowResult<()> {
         for _ in 0..MAX_AUTO_ADVANCES {
             if state.is_at_end() {
                 return Ok(());
@@ -320,7 +329,7 @@ impl Engine {
             let flow = self.flow_of(state)?;
             let step = current_step(flow, &state.cursor)
                 .ok_or_else(|| FlowError::InvalidFlowConfig("no current step".into()))?;
-            match steps::on_enter(self, flow, step, state).await? {
+            match steps::on_enter(self, ctx, flow, step, state).await? {
                 steps::Entered::NeedsInput => return Ok(()),
                 steps::Entered::Done(branch) => complete_step(flow, &mut state.cursor, branch),
             }

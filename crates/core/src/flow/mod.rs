@@ -8,6 +8,7 @@ mod input;
 pub mod limits;
 pub mod lockout;
 pub mod oauth;
+pub mod oob;
 pub mod otp;
 pub mod settings;
 mod state;

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::def::Channel;
-use super::error::{FlowError, FlowResult, RateLimitHit};
+use super::error::{FlowError, FlowResult};
 use crate::clock::{Clock, SecureRandom};
 use crate::credentials::token;
 use crate::store::{StateStore, StoreResult};
@@ -17,15 +17,47 @@ use crate::store::{StateStore, StoreResult};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Purpose {
+    /// Proving a claim (email, phone) belongs to the user.
     Verification,
+    /// Logging in (or passing a second factor) with a code or link.
+    Authentication,
+    /// Resetting a password.
+    AccountRecovery,
 }
 
 impl Purpose {
     fn as_str(self) -> &'static str {
         match self {
             Purpose::Verification => "verification",
+            Purpose::Authentication => "authentication",
+            Purpose::AccountRecovery => "account_recovery",
         }
     }
+}
+
+/// A code sent as a link to a page of authflow (`otp_form: link`).
+#[derive(Debug, Clone)]
+pub struct LinkSpec {
+    /// The page the link opens, without query (`<public_origin>/authflow/v2/verify_login_link`).
+    pub page_url: String,
+    /// The WebSocket channel told when the link is approved.
+    pub ws_channel: String,
+}
+
+/// What the link index knows of a link code.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LinkIndex {
+    purpose: Purpose,
+    target: String,
+    ws_channel: String,
+}
+
+/// A link approved on the link page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovedLink {
+    pub ws_channel: String,
+    pub purpose: Purpose,
+    pub target: String,
 }
 
 /// A message for a person; the code is a secret, so `Debug` hides it.
@@ -35,6 +67,8 @@ pub struct OutgoingMessage {
     pub to: String,
     pub purpose: Purpose,
     pub code: String,
+    /// The whole link (with the code) when the code is sent as a link.
+    pub link: Option<String>,
     pub valid_minutes: u64,
     /// Names this message's entry in the [`DeliveryLog`].
     pub delivery_id: String,
@@ -46,6 +80,7 @@ impl std::fmt::Debug for OutgoingMessage {
             .field("channel", &self.channel)
             .field("purpose", &self.purpose)
             .field("code", &"***")
+            .field("link", &self.link.as_ref().map(|_| "***"))
             .field("delivery_id", &self.delivery_id)
             .finish()
     }
@@ -177,6 +212,9 @@ struct CodeRecord {
     sent_at: DateTime<Utc>,
     #[serde(default)]
     delivery_id: Option<String>,
+    /// Link form: set when the link page approved it.
+    #[serde(default)]
+    approved: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -200,6 +238,8 @@ impl Default for OtpSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CodeStatus {
     pub can_resend_at: DateTime<Utc>,
+    /// Link form: the link was approved, `{"check": true}` will succeed.
+    pub approved: bool,
     pub failed_attempt_rate_limit_exceeded: bool,
     /// Of the message that carried the current code (`Sent` when none is known).
     pub delivery: DeliveryStatus,
@@ -241,6 +281,11 @@ impl OtpService {
         format!("otp:{}:{target}", purpose.as_str())
     }
 
+    /// Index from a link code to its target; only the hash of the code names it.
+    fn link_key(code: &str) -> String {
+        format!("otplink:{}", token::sha256_hex(code))
+    }
+
     fn failures_key(purpose: Purpose, target: &str) -> String {
         format!("otpfail:{}:{target}", purpose.as_str())
     }
@@ -257,6 +302,36 @@ impl OtpService {
         ]
     }
 
+    /// When the per-target cooldown ends (now when none runs).
+    async fn target_cooldown_end(
+        &self,
+        purpose: Purpose,
+        target: &str,
+    ) -> FlowResult<DateTime<Utc>> {
+        let [per_target, _] = Self::cooldown_keys(purpose, target, "");
+        let end = self.store.get(&per_target).await?.and_then(|v| {
+            DateTime::parse_from_rfc3339(&v)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        });
+        Ok(end.unwrap_or_else(|| self.clock.now()))
+    }
+
+    /// Whether a cooldown for this target or flow runs (no code would be sent).
+    pub async fn in_cooldown(
+        &self,
+        purpose: Purpose,
+        target: &str,
+        flow_id: &str,
+    ) -> FlowResult<bool> {
+        for key in Self::cooldown_keys(purpose, target, flow_id) {
+            if self.store.get(&key).await?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Send a new code unless a cooldown for this target or flow runs. Returns whether
     /// a code was sent.
     pub async fn send_code(
@@ -267,27 +342,61 @@ impl OtpService {
         flow_id: &str,
         settings: OtpSettings,
     ) -> FlowResult<bool> {
+        self.send(purpose, channel, target, flow_id, settings, None)
+            .await
+    }
+
+    /// [`OtpService::send_code`], as a code or (with `link`) as a link.
+    pub async fn send(
+        &self,
+        purpose: Purpose,
+        channel: Channel,
+        target: &str,
+        flow_id: &str,
+        settings: OtpSettings,
+        link: Option<&LinkSpec>,
+    ) -> FlowResult<bool> {
         let [per_target, per_flow] = Self::cooldown_keys(purpose, target, flow_id);
         if self.store.get(&per_flow).await?.is_some() {
             return Ok(false);
         }
+        let now = self.clock.now();
+        // The value is the cooldown's end, so that a state shows it even when the code of
+        // another flow (already used) started it.
+        let until =
+            (now + chrono::Duration::from_std(settings.cooldown).unwrap_or_default()).to_rfc3339();
         if !self
             .store
-            .put_if_absent(&per_target, "1", settings.cooldown)
+            .put_if_absent(&per_target, &until, settings.cooldown)
             .await?
         {
             return Ok(false);
         }
-        self.store.put(&per_flow, "1", settings.cooldown).await?;
-        let code = token::otp_code_digits(&*self.rng, 6);
+        self.store.put(&per_flow, &until, settings.cooldown).await?;
+        let code = match link {
+            Some(_) => token::link_code(&*self.rng),
+            None => token::otp_code_digits(&*self.rng, 6),
+        };
         let delivery_id = token::random_id(&*self.rng);
-        let now = self.clock.now();
         let record = CodeRecord {
             code_hash: token::sha256_hex(&code),
             expires_at: now + chrono::Duration::from_std(settings.code_valid).unwrap_or_default(),
             sent_at: now,
             delivery_id: Some(delivery_id.clone()),
+            approved: false,
         };
+        if let Some(spec) = link {
+            let index = LinkIndex {
+                purpose,
+                target: target.to_string(),
+                ws_channel: spec.ws_channel.clone(),
+            };
+            let json = serde_json::to_string(&index)
+                .map_err(|e| FlowError::Unexpected(format!("link encoding: {e}")))?;
+            self.store
+                .put(&Self::link_key(&code), &json, settings.code_valid)
+                .await?;
+        }
         let json = serde_json::to_string(&record)
             .map_err(|e| FlowError::Unexpected(format!("otp encoding: {e}")))?;
         // A new code replaces the previous one and resets its failure counter.
@@ -301,6 +410,7 @@ impl OtpService {
             channel,
             to: target.to_string(),
             purpose,
+            link: link.map(|spec| format!("{}?code={code}", spec.page_url)),
             code,
             valid_minutes: settings.code_valid.as_secs().div_ceil(60),
             delivery_id,
@@ -337,7 +447,7 @@ impl OtpService {
 
     /// The cooldown does not hold back a resend of a message whose delivery failed
     /// (spec 13).
-    async fn lift_cooldown_after_failure(
+    pub async fn lift_cooldown_after_failure(
         &self,
         purpose: Purpose,
         target: &str,
@@ -352,31 +462,6 @@ impl OtpService {
             }
         }
         Ok(())
-    }
-
-    /// An explicit resend: refused with `RateLimited` while a cooldown runs.
-    pub async fn resend_code(
-        &self,
-        purpose: Purpose,
-        channel: Channel,
-        target: &str,
-        flow_id: &str,
-        settings: OtpSettings,
-        cooldown_bucket: &str,
-    ) -> FlowResult<()> {
-        self.lift_cooldown_after_failure(purpose, target, flow_id)
-            .await?;
-        if self
-            .send_code(purpose, channel, target, flow_id, settings)
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(FlowError::RateLimited(RateLimitHit {
-                bucket_name: cooldown_bucket.to_string(),
-                limit: None,
-            }))
-        }
     }
 
     async fn record(&self, purpose: Purpose, target: &str) -> FlowResult<Option<CodeRecord>> {
@@ -399,7 +484,8 @@ impl OtpService {
         let now = self.clock.now();
         let Some(r) = record else {
             return Ok(CodeStatus {
-                can_resend_at: now,
+                can_resend_at: self.target_cooldown_end(purpose, target).await?.max(now),
+                approved: false,
                 failed_attempt_rate_limit_exceeded: false,
                 delivery: DeliveryStatus::Sent,
             });
@@ -411,6 +497,7 @@ impl OtpService {
         };
         Ok(CodeStatus {
             can_resend_at,
+            approved: r.approved,
             failed_attempt_rate_limit_exceeded: self.failures(purpose, target).await?
                 >= settings.max_failures,
             delivery,
@@ -450,5 +537,56 @@ impl OtpService {
             .incr(&Self::failures_key(purpose, target), 1, remaining)
             .await?;
         Ok(CodeCheck::Wrong)
+    }
+
+    /// The link page's approval: marks the current link code of its target approved.
+    /// `None` when the code is unknown, expired, replaced by a newer one or used.
+    pub async fn approve_link(&self, code: &str) -> FlowResult<Option<ApprovedLink>> {
+        let Some(json) = self.store.get(&Self::link_key(code)).await? else {
+            return Ok(None);
+        };
+        let index: LinkIndex = serde_json::from_str(&json)
+            .map_err(|e| FlowError::Unexpected(format!("link decoding: {e}")))?;
+        let Some(mut record) = self.record(index.purpose, &index.target).await? else {
+            return Ok(None);
+        };
+        let hash = token::sha256_hex(code);
+        if !token::constant_time_eq(hash.as_bytes(), record.code_hash.as_bytes()) {
+            return Ok(None);
+        }
+        let remaining = (record.expires_at - self.clock.now())
+            .to_std()
+            .unwrap_or(Duration::from_secs(1));
+        record.approved = true;
+        let json = serde_json::to_string(&record)
+            .map_err(|e| FlowError::Unexpected(format!("otp encoding: {e}")))?;
+        self.store
+            .put(
+                &Self::code_key(index.purpose, &index.target),
+                &json,
+                remaining,
+            )
+            .await?;
+        Ok(Some(ApprovedLink {
+            ws_channel: index.ws_channel,
+            purpose: index.purpose,
+            target: index.target,
+        }))
+    }
+
+    /// `{"check": true}`: succeeds once, after the link was approved.
+    pub async fn check_link(&self, purpose: Purpose, target: &str) -> FlowResult<CodeCheck> {
+        let Some(record) = self.record(purpose, target).await? else {
+            return Ok(CodeCheck::NotFound);
+        };
+        if !record.approved {
+            return Ok(CodeCheck::Wrong);
+        }
+        Ok(
+            match self.store.take(&Self::code_key(purpose, target)).await? {
+                Some(_) => CodeCheck::Valid,
+                None => CodeCheck::NotFound,
+            },
+        )
     }
 }

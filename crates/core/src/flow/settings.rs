@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::def::{Channel, OtpForm};
 use super::otp::OtpSettings;
 use crate::config::LockoutConfig;
 use crate::credentials::login_id::LoginIdRules;
@@ -32,6 +33,33 @@ pub struct RateLimits {
     pub password_per_user_per_ip: Option<Limit>,
     pub account_enumeration_per_ip: Option<Limit>,
     pub signup_per_ip: Option<Limit>,
+    /// `authentication.rate_limits.oob_otp.{email,sms}` (login OTPs).
+    pub oob_email: OtpLimits,
+    pub oob_sms: OtpLimits,
+    /// `verification.rate_limits.{email,sms}` (claim verification).
+    pub verification_email: OtpLimits,
+    pub verification_sms: OtpLimits,
+    pub messaging: MessagingLimits,
+}
+
+/// Trigger (codes sent) and validate (wrong codes) buckets of one OTP purpose and channel.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OtpLimits {
+    pub trigger_per_ip: Option<Limit>,
+    pub trigger_per_user: Option<Limit>,
+    pub validate_per_ip: Option<Limit>,
+    pub validate_per_user_per_ip: Option<Limit>,
+}
+
+/// `messaging.rate_limits`: every message the server sends, whatever its purpose.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MessagingLimits {
+    pub email: Option<Limit>,
+    pub email_per_ip: Option<Limit>,
+    pub email_per_target: Option<Limit>,
+    pub sms: Option<Limit>,
+    pub sms_per_ip: Option<Limit>,
+    pub sms_per_target: Option<Limit>,
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +90,17 @@ pub struct EngineSettings {
     /// Claim verification codes by email / by SMS.
     pub verification_email: OtpSettings,
     pub verification_sms: OtpSettings,
+    /// Login codes by email / by SMS (`authenticator.oob_otp.*.valid_periods.code`).
+    pub authentication_email: OtpSettings,
+    pub authentication_sms: OtpSettings,
+    /// Lifetime of a login link (`authenticator.oob_otp.email.valid_periods.link`).
+    pub login_link_valid: Duration,
+    /// `link` when `email_otp_mode: login_link`.
+    pub email_otp_form: OtpForm,
+    /// Channels of phone OTPs, from `phone_otp_mode`, in order.
+    pub phone_channels: Vec<Channel>,
+    /// `server.public_origin`, for links and WebSocket URLs.
+    pub public_origin: String,
     /// `authentication.lockout` (disabled by default).
     pub lockout: LockoutConfig,
 }
@@ -103,6 +142,12 @@ impl Default for EngineSettings {
             secure_cookies: false,
             verification_email: OtpSettings::default(),
             verification_sms: OtpSettings::default(),
+            authentication_email: OtpSettings::default(),
+            authentication_sms: OtpSettings::default(),
+            login_link_valid: Duration::from_secs(20 * 60),
+            email_otp_form: OtpForm::Code,
+            phone_channels: vec![Channel::Sms],
+            public_origin: "http://127.0.0.1:3000".into(),
             lockout: LockoutConfig::default(),
         }
     }

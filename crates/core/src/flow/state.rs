@@ -4,8 +4,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::def::{FlowDef, FlowKind, StepDef};
-use crate::model::{Authenticator, Identity, LoginIdType, PasswordHistoryEntry, VerifiedClaim};
+use super::def::{Authentication, Channel, FlowDef, FlowKind, OtpForm, StepDef};
+use super::otp::Purpose;
+use crate::model::{
+    Authenticator, AuthenticatorKind, Identity, LoginIdType, PasswordHistoryEntry, VerifiedClaim,
+};
 
 /// One level of the position: the step index in the current list, and the branch chosen
 /// in that step once an input selected it.
@@ -33,6 +36,27 @@ pub struct PasswordUse {
     pub authenticator_id: String,
     /// `policy` or `expiry` when the user must change it.
     pub force_change_reason: Option<String>,
+}
+
+/// An OOB OTP branch chosen in an `authenticate` or `create_authenticator` step, waiting
+/// for its channel, code or link approval (`action.authentication` is set meanwhile).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OtpChoice {
+    /// Position of the step it belongs to; a choice elsewhere is stale.
+    pub cursor: Vec<Frame>,
+    pub branch: usize,
+    pub authentication: Authentication,
+    pub purpose: Purpose,
+    /// Normalized email address or E.164 number.
+    pub target: String,
+    /// Channels offered; `channel` is chosen among them (at once when only one).
+    pub channels: Vec<Channel>,
+    pub channel: Option<Channel>,
+    pub form: OtpForm,
+    /// Login: the authenticator (or `oob:<target>` for a primary login ID) being proven.
+    pub used_id: String,
+    /// `create_authenticator`: the kind of the authenticator made once the code is right.
+    pub creates: Option<AuthenticatorKind>,
 }
 
 /// Durable writes computed during the flow, applied in one transaction at finish.
@@ -68,6 +92,14 @@ pub struct FlowState {
     /// `x_ref` of the OAuth session this flow completes, if any.
     pub oauth_x_ref: Option<String>,
     pub issued_at: DateTime<Utc>,
+    #[serde(default)]
+    pub otp: Option<OtpChoice>,
+    /// WebSocket channel of this flow's login links, made with the first link.
+    #[serde(default)]
+    pub ws_channel: Option<String>,
+    /// The channel chosen in the verify step at this position (phone with several).
+    #[serde(default)]
+    pub verify_channel: Option<(Vec<Frame>, Channel)>,
 }
 
 impl FlowState {
@@ -88,6 +120,9 @@ impl FlowState {
             code_sent_at: None,
             oauth_x_ref: None,
             issued_at: now,
+            otp: None,
+            ws_channel: None,
+            verify_channel: None,
         }
     }
 
@@ -100,6 +135,11 @@ impl FlowState {
         self.kind = flow.kind;
         self.name = flow.name.clone();
         self.cursor = start_cursor(flow);
+    }
+
+    /// The OOB choice of the current step, if one is in progress.
+    pub fn active_otp(&self) -> Option<&OtpChoice> {
+        self.otp.as_ref().filter(|c| c.cursor == self.cursor)
     }
 
     pub fn identified_in_step(&self, step_name: &str) -> Option<&Identified> {

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::action::{Action, AuthenticateOption, CreateOption, IdentifyOption, OtpPrompt};
+use super::action::{Action, AuthenticateOption, CreateOption, IdentifyOption};
 use super::def::{
     Authentication, BranchOption, Channel, FlowDef, FlowKind, Identification, OtpForm, StepDef,
     StepType,
@@ -12,6 +12,7 @@ use super::engine::{Engine, RequestContext};
 use super::error::{Cause, FlowError, FlowResult};
 use super::input::{Fit, choice, max_length_cause, string_member};
 use super::limits::Bucket;
+use super::oob;
 use super::otp::{CodeCheck, OtpSettings, Purpose};
 use super::state::{FlowState, Identified, PasswordUse, complete_step, current_step};
 use crate::config::LockoutKind;
@@ -40,12 +41,13 @@ pub enum Consumed {
 
 pub async fn on_enter(
     engine: &Engine,
+    ctx: &RequestContext,
     _flow: &FlowDef,
     step: &StepDef,
     state: &mut FlowState,
 ) -> FlowResult<Entered> {
     match step.step_type {
-        StepType::Verify => enter_verify(engine, step, state).await,
+        StepType::Verify => enter_verify(engine, ctx, step, state).await,
         StepType::Identify => Ok(Entered::NeedsInput),
         StepType::Authenticate => {
             if !authenticate_options(engine, step, state).await?.is_empty() {
@@ -57,7 +59,7 @@ pub async fn on_enter(
             }
         }
         StepType::CreateAuthenticator => {
-            if create_options(engine, step).is_empty() {
+            if create_options(engine, step, state).await?.is_empty() {
                 Err(FlowError::InvalidFlowConfig(
                     "create_authenticator step has no usable option".into(),
                 ))
@@ -91,7 +93,7 @@ pub async fn consume(
         StepType::Identify => identify(engine, ctx, flow, step, state, input).await,
         StepType::Authenticate => authenticate(engine, ctx, flow, step, state, input).await,
         StepType::CreateAuthenticator => {
-            create_authenticator(engine, flow, step, state, input).await
+            create_authenticator(engine, ctx, flow, step, state, input).await
         }
         StepType::ChangePassword => change_password(engine, flow, step, state, input).await,
         StepType::Verify => verify(engine, ctx, flow, step, state, input).await,
@@ -100,6 +102,9 @@ pub async fn consume(
 }
 
 pub async fn render(engine: &Engine, step: &StepDef, state: &FlowState) -> FlowResult<Action> {
+    if let Some(choice) = state.active_otp() {
+        return oob::render_choice(engine, step, state, choice).await;
+    }
     Ok(match step.step_type {
         StepType::Identify => Action::Identify {
             options: identify_options(engine, step)
@@ -112,17 +117,29 @@ pub async fn render(engine: &Engine, step: &StepDef, state: &FlowState) -> FlowR
                 .await?
                 .into_iter()
                 .map(|o| AuthenticateOption {
+                    otp: o
+                        .oob
+                        .as_ref()
+                        .map(|t| oob::login_option_view(engine, o.authentication, &t.target)),
                     authentication: o.authentication,
                 })
                 .collect(),
             device_token_enabled: false,
         },
         StepType::CreateAuthenticator => Action::CreateAuthenticator {
-            options: create_options(engine, step)
+            options: create_options(engine, step, state)
+                .await?
                 .into_iter()
-                .map(|(_, authentication)| CreateOption {
-                    authentication,
-                    password_policy: Some(policy_json(&engine.settings.password_policy)),
+                .map(|o| CreateOption {
+                    authentication: o.authentication,
+                    password_policy: o
+                        .target
+                        .is_none()
+                        .then(|| policy_json(&engine.settings.password_policy)),
+                    otp: o
+                        .target
+                        .as_ref()
+                        .map(|t| oob::create_option_view(engine, o.authentication, t)),
                 })
                 .collect(),
         },
@@ -133,7 +150,7 @@ pub async fn render(engine: &Engine, step: &StepDef, state: &FlowState) -> FlowR
                 _ => "policy",
             },
         },
-        StepType::Verify => Action::Verify(verify_prompt(engine, step, state).await?),
+        StepType::Verify => verify_action(engine, step, state).await?,
         other => {
             return Err(FlowError::InvalidFlowConfig(format!(
                 "step type {} is not implemented yet",
@@ -391,7 +408,7 @@ async fn switch_signup_login(
         engine.resolve_flow(FlowKind::Signup, name)?
     };
     state.switch_to(target);
-    engine.run_automatic_steps(state).await?;
+    engine.run_automatic_steps(ctx, state).await?;
     let step = current_step(target, &state.cursor).ok_or_else(invalid_switch)?;
     if step.step_type != StepType::Identify {
         return Err(invalid_switch());
@@ -416,9 +433,14 @@ pub struct AuthOption {
     pub authentication: Authentication,
     pub branch: usize,
     pub authenticator_id: Option<String>,
+    /// OOB options: where the code goes.
+    pub oob: Option<oob::OobTarget>,
 }
 
-async fn user_authenticators(engine: &Engine, state: &FlowState) -> FlowResult<Vec<Authenticator>> {
+pub(super) async fn user_authenticators(
+    engine: &Engine,
+    state: &FlowState,
+) -> FlowResult<Vec<Authenticator>> {
     let Some(user_id) = &state.user_id else {
         return Ok(Vec::new());
     };
@@ -455,6 +477,17 @@ pub async fn authenticate_options(
         let BranchOption::Authentication(a) = branch.option else {
             continue;
         };
+        if oob::oob_medium(a).is_some() {
+            for target in oob::login_targets(engine, branch, a, state).await? {
+                options.push(AuthOption {
+                    authentication: a,
+                    branch: i,
+                    authenticator_id: None,
+                    oob: Some(target),
+                });
+            }
+            continue;
+        }
         let offered = match a {
             Authentication::PrimaryPassword => (!state.used_primary_password).then(|| {
                 find_authenticator(
@@ -479,6 +512,7 @@ pub async fn authenticate_options(
                 authentication: a,
                 branch: i,
                 authenticator_id,
+                oob: None,
             });
         }
     }
@@ -526,12 +560,46 @@ async fn authenticate(
     state: &mut FlowState,
     input: &Value,
 ) -> FlowResult<Consumed> {
+    if state.active_otp().is_some() {
+        return oob::consume_choice(engine, ctx, flow, state, input).await;
+    }
     let options = authenticate_options(engine, step, state).await?;
     let names: Vec<&str> = options.iter().map(|o| o.authentication.as_str()).collect();
     let chosen = match choice(input, "authentication", &names) {
         Fit::Fits(v) => v,
         Fit::Misfit(causes) => return Ok(Consumed::Misfit(causes)),
     };
+    let is_oob = options
+        .iter()
+        .any(|o| o.authentication.as_str() == chosen && o.oob.is_some());
+    if is_oob {
+        let index = match oob::index_member(input) {
+            Ok(i) => i,
+            Err(causes) => return Ok(Consumed::Misfit(causes)),
+        };
+        let Some(option) = options
+            .into_iter()
+            .nth(index)
+            .filter(|o| o.authentication.as_str() == chosen)
+        else {
+            return Ok(Consumed::Misfit(vec![Cause::new(
+                "/index",
+                "const",
+                json!({"actual": index}),
+            )]));
+        };
+        let target = option.oob.expect("an OOB option has a target");
+        return oob::choose_login(
+            engine,
+            ctx,
+            state,
+            option.branch,
+            option.authentication,
+            target,
+            input,
+        )
+        .await;
+    }
     let option = options
         .into_iter()
         .find(|o| o.authentication.as_str() == chosen)
@@ -662,17 +730,45 @@ async fn check_account_status(engine: &Engine, state: &FlowState) -> FlowResult<
 // ---------------------------------------------------------------------------------------
 // create_authenticator, change_password
 
-fn create_options(_engine: &Engine, step: &StepDef) -> Vec<(usize, Authentication)> {
-    step.branches
-        .iter()
-        .enumerate()
-        .filter_map(|(i, b)| match b.option {
-            BranchOption::Authentication(
-                a @ (Authentication::PrimaryPassword | Authentication::SecondaryPassword),
-            ) => Some((i, a)),
-            _ => None,
-        })
-        .collect()
+/// An option of a create_authenticator step, with the branch it selects.
+pub struct CreateOpt {
+    pub authentication: Authentication,
+    pub branch: usize,
+    /// OOB options: the target, known from `target_step` or named by the input.
+    pub target: Option<oob::CreateTarget>,
+}
+
+async fn create_options(
+    engine: &Engine,
+    step: &StepDef,
+    state: &FlowState,
+) -> FlowResult<Vec<CreateOpt>> {
+    let mut options = Vec::new();
+    for (i, b) in step.branches.iter().enumerate() {
+        let BranchOption::Authentication(a) = b.option else {
+            continue;
+        };
+        match a {
+            Authentication::PrimaryPassword | Authentication::SecondaryPassword => {
+                options.push(CreateOpt {
+                    authentication: a,
+                    branch: i,
+                    target: None,
+                })
+            }
+            _ if oob::oob_medium(a).is_some() => {
+                if let Some(target) = oob::create_target(engine, b, a, state).await? {
+                    options.push(CreateOpt {
+                        authentication: a,
+                        branch: i,
+                        target: Some(target),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(options)
 }
 
 /// Login IDs of this flow, which zxcvbn treats as easy to guess in a password.
@@ -699,21 +795,39 @@ fn enforce_policy(engine: &Engine, state: &FlowState, password: &str) -> FlowRes
 
 async fn create_authenticator(
     engine: &Engine,
+    ctx: &RequestContext,
     flow: &FlowDef,
     step: &StepDef,
     state: &mut FlowState,
     input: &Value,
 ) -> FlowResult<Consumed> {
-    let options = create_options(engine, step);
-    let names: Vec<&str> = options.iter().map(|(_, a)| a.as_str()).collect();
+    if state.active_otp().is_some() {
+        return oob::consume_choice(engine, ctx, flow, state, input).await;
+    }
+    let options = create_options(engine, step, state).await?;
+    let names: Vec<&str> = options.iter().map(|o| o.authentication.as_str()).collect();
     let chosen = match choice(input, "authentication", &names) {
         Fit::Fits(v) => v,
         Fit::Misfit(causes) => return Ok(Consumed::Misfit(causes)),
     };
-    let (branch, authentication) = options
+    let option = options
         .into_iter()
-        .find(|(_, a)| a.as_str() == chosen)
+        .find(|o| o.authentication.as_str() == chosen)
         .expect("chosen among options");
+    let (branch, authentication) = (option.branch, option.authentication);
+    if let Some(target) = option.target {
+        return oob::choose_create(
+            engine,
+            ctx,
+            flow,
+            state,
+            branch,
+            authentication,
+            target,
+            input,
+        )
+        .await;
+    }
     let password = match password_member(input, "new_password") {
         Ok(p) => p,
         Err(causes) => return Ok(Consumed::Misfit(causes)),
@@ -859,23 +973,42 @@ async fn refuse_reused_password(
 // verify (claim verification by code, spec 8.9)
 
 /// The claim a verify step verifies: `(claim name, value, channel)`, or `None` when its
-/// target has no email or phone (a username), so the step is skipped.
+/// target has no email or phone (a username), so the step is skipped. The channel is
+/// `None` while a phone with several channels waits for the user's choice (spec 8.6).
 fn verify_target(
+    engine: &Engine,
     step: &StepDef,
     state: &FlowState,
-) -> FlowResult<Option<(&'static str, String, Channel)>> {
+) -> FlowResult<Option<(&'static str, String, Option<Channel>)>> {
     let name = step.target_step.as_deref().unwrap_or_default();
     let identified = state
         .identified_in_step(name)
         .ok_or_else(|| FlowError::InvalidTargetStep(name.to_string()))?;
+    let value = identified.normalized.clone();
     Ok(match identified.login_id_type {
-        LoginIdType::Email => Some(("email", identified.normalized.clone(), Channel::Email)),
-        LoginIdType::Phone => Some(("phone_number", identified.normalized.clone(), Channel::Sms)),
+        LoginIdType::Email => Some(("email", value, Some(Channel::Email))),
+        LoginIdType::Phone => Some(("phone_number", value, verify_phone_channel(engine, state))),
         LoginIdType::Username => None,
     })
 }
 
-async fn is_verified(
+fn verify_phone_channel(engine: &Engine, state: &FlowState) -> Option<Channel> {
+    let channels = &engine.settings.phone_channels;
+    if let [only] = channels.as_slice() {
+        return Some(*only);
+    }
+    state
+        .verify_channel
+        .as_ref()
+        .filter(|(cursor, _)| *cursor == state.cursor)
+        .map(|(_, c)| *c)
+}
+
+fn no_claim() -> FlowError {
+    FlowError::InvalidTargetStep("verify target has no claim".into())
+}
+
+pub(super) async fn is_verified(
     engine: &Engine,
     state: &FlowState,
     claim: &str,
@@ -907,7 +1040,7 @@ fn otp_settings(engine: &Engine, channel: Channel) -> OtpSettings {
     }
 }
 
-fn cooldown_bucket(channel: Channel) -> &'static str {
+pub(super) fn cooldown_bucket(channel: Channel) -> &'static str {
     match channel {
         Channel::Email => "VerificationCooldownEmail",
         Channel::Sms => "VerificationCooldownSMS",
@@ -917,73 +1050,112 @@ fn cooldown_bucket(channel: Channel) -> &'static str {
 
 async fn enter_verify(
     engine: &Engine,
+    ctx: &RequestContext,
     step: &StepDef,
     state: &mut FlowState,
 ) -> FlowResult<Entered> {
-    let Some((claim, value, channel)) = verify_target(step, state)? else {
+    let Some((claim, value, channel)) = verify_target(engine, step, state)? else {
         return Ok(Entered::Done(None));
     };
     if is_verified(engine, state, claim, &value).await? {
         return Ok(Entered::Done(None));
     }
+    let Some(channel) = channel else {
+        return Ok(Entered::NeedsInput);
+    };
     // Entering sends a code once; re-evaluating the same state sends nothing.
     if state.code_sent_at.as_ref() != Some(&state.cursor) {
-        let settings = otp_settings(engine, channel);
-        engine
-            .otp
-            .send_code(
-                Purpose::Verification,
-                channel,
-                &value,
-                &state.flow_id,
-                settings,
-            )
-            .await?;
+        oob::send_limited(
+            engine,
+            ctx,
+            Purpose::Verification,
+            channel,
+            &value,
+            state,
+            None,
+            false,
+        )
+        .await?;
         state.code_sent_at = Some(state.cursor.clone());
     }
     Ok(Entered::NeedsInput)
 }
 
-fn mask(channel: Channel, value: &str) -> String {
+pub(super) fn mask(channel: Channel, value: &str) -> String {
     match channel {
         Channel::Email => crate::credentials::mask::mask_email(value),
         Channel::Sms | Channel::Whatsapp => crate::credentials::mask::mask_phone(value),
     }
 }
 
-async fn verify_prompt(
-    engine: &Engine,
-    step: &StepDef,
-    state: &FlowState,
-) -> FlowResult<OtpPrompt> {
-    let (_, value, channel) = verify_target(step, state)?
-        .ok_or_else(|| FlowError::InvalidTargetStep("verify target has no claim".into()))?;
-    let status = engine
-        .otp
-        .status(Purpose::Verification, &value, otp_settings(engine, channel))
-        .await?;
-    Ok(OtpPrompt {
+async fn verify_action(engine: &Engine, step: &StepDef, state: &FlowState) -> FlowResult<Action> {
+    let (_, value, channel) = verify_target(engine, step, state)?.ok_or_else(no_claim)?;
+    let Some(channel) = channel else {
+        return Ok(Action::SelectChannel {
+            step: StepType::Verify,
+            authentication: None,
+            channels: engine.settings.phone_channels.clone(),
+            masked_claim_value: mask(Channel::Sms, &value),
+        });
+    };
+    let prompt = oob::prompt(
+        engine,
+        state,
+        Purpose::Verification,
         channel,
-        otp_form: OtpForm::Code,
-        masked_claim_value: mask(channel, &value),
-        code_length: 6,
-        can_resend_at: status.can_resend_at,
-        can_check: false,
-        failed_attempt_rate_limit_exceeded: status.failed_attempt_rate_limit_exceeded,
-        delivery_status: status.delivery,
-    })
+        &value,
+        OtpForm::Code,
+    )
+    .await?;
+    Ok(Action::Verify(prompt))
+}
+
+/// `{"channel"}` of a verify step waiting for a channel: remember it and send.
+async fn choose_verify_channel(
+    engine: &Engine,
+    ctx: &RequestContext,
+    state: &mut FlowState,
+    value: &str,
+    input: &Value,
+) -> FlowResult<Consumed> {
+    let channels = &engine.settings.phone_channels;
+    let names: Vec<&str> = channels.iter().map(|c| oob::channel_name(*c)).collect();
+    let chosen = match choice(input, "channel", &names) {
+        Fit::Fits(v) => v,
+        Fit::Misfit(causes) => return Ok(Consumed::Misfit(causes)),
+    };
+    let channel = *channels
+        .iter()
+        .find(|c| oob::channel_name(**c) == chosen)
+        .expect("chosen among channels");
+    state.verify_channel = Some((state.cursor.clone(), channel));
+    oob::send_limited(
+        engine,
+        ctx,
+        Purpose::Verification,
+        channel,
+        value,
+        state,
+        None,
+        false,
+    )
+    .await?;
+    state.code_sent_at = Some(state.cursor.clone());
+    Ok(Consumed::Yes)
 }
 
 async fn verify(
     engine: &Engine,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     flow: &FlowDef,
     step: &StepDef,
     state: &mut FlowState,
     input: &Value,
 ) -> FlowResult<Consumed> {
-    let (claim, value, channel) = verify_target(step, state)?
-        .ok_or_else(|| FlowError::InvalidTargetStep("verify target has no claim".into()))?;
+    let (claim, value, channel) = verify_target(engine, step, state)?.ok_or_else(no_claim)?;
+    let Some(channel) = channel else {
+        return choose_verify_channel(engine, ctx, state, &value, input).await;
+    };
     let settings = otp_settings(engine, channel);
     let code = input.get("code");
     let resend = input.get("resend");
@@ -994,17 +1166,17 @@ async fn verify(
             json!({"expected": ["code", "resend"]}),
         )])),
         (None, Some(Value::Bool(true))) => {
-            engine
-                .otp
-                .resend_code(
-                    Purpose::Verification,
-                    channel,
-                    &value,
-                    &state.flow_id,
-                    settings,
-                    cooldown_bucket(channel),
-                )
-                .await?;
+            oob::send_limited(
+                engine,
+                ctx,
+                Purpose::Verification,
+                channel,
+                &value,
+                state,
+                None,
+                true,
+            )
+            .await?;
             state.code_sent_at = Some(state.cursor.clone());
             Ok(Consumed::Yes)
         }

@@ -190,6 +190,7 @@ mod tests {
             to: "+85251001234".into(),
             purpose: Purpose::Verification,
             code: "123456".into(),
+            link: None,
             valid_minutes: 5,
             delivery_id: "d1".into(),
         };

@@ -118,7 +118,7 @@ impl Templates {
     pub fn vars(&self, message: &OutgoingMessage) -> Vars {
         Vars {
             code: message.code.clone(),
-            link: None,
+            link: message.link.clone(),
             valid_minutes: message.valid_minutes,
             app_name: self.app_name.clone(),
             masked_target: masked_target(message.channel, &message.to),
@@ -127,7 +127,7 @@ impl Templates {
 
     pub fn email(&self, message: &OutgoingMessage) -> Email {
         let vars = self.vars(message);
-        let name = message_name(message.purpose);
+        let name = message_name(message);
         Email {
             subject: self
                 .render(name, Part::EmailSubject, &vars, plain)
@@ -140,7 +140,7 @@ impl Templates {
 
     pub fn sms(&self, message: &OutgoingMessage) -> String {
         let vars = self.vars(message);
-        let text = self.render(message_name(message.purpose), Part::Sms, &vars, plain);
+        let text = self.render(message_name(message), Part::Sms, &vars, plain);
         text.trim_end().to_string()
     }
 
@@ -196,10 +196,14 @@ fn masked_target(channel: Channel, to: &str) -> String {
     }
 }
 
-/// The template a purpose uses (`<message>` of flow-config.md 4.4).
-pub fn message_name(purpose: Purpose) -> &'static str {
-    match purpose {
-        Purpose::Verification => "verification",
+/// The template a message uses (`<message>` of flow-config.md 4.4).
+pub fn message_name(message: &OutgoingMessage) -> &'static str {
+    match (message.purpose, message.link.is_some()) {
+        (Purpose::Verification, _) => "verification",
+        (Purpose::Authentication, false) => "authentication_code",
+        (Purpose::Authentication, true) => "login_link",
+        (Purpose::AccountRecovery, false) => "account_recovery_code",
+        (Purpose::AccountRecovery, true) => "account_recovery_link",
     }
 }
 
@@ -310,9 +314,31 @@ mod tests {
             to: "vera@example.com".into(),
             purpose: Purpose::Verification,
             code: "123456".into(),
+            link: None,
             valid_minutes: 5,
             delivery_id: "d1".into(),
         }
+    }
+
+    #[test]
+    fn a_login_link_email_carries_the_link() {
+        let mut m = message();
+        m.purpose = Purpose::Authentication;
+        m.link = Some("http://127.0.0.1:3000/authflow/v2/verify_login_link?code=ABC".into());
+        let email = Templates::builtin("Example".into()).email(&m);
+        assert_eq!(email.subject, "Your Example login link");
+        assert!(
+            email.text.contains("verify_login_link?code=ABC"),
+            "{}",
+            email.text
+        );
+        assert!(
+            email
+                .html
+                .contains("href=\"http://127.0.0.1:3000/authflow/v2/verify_login_link?code=ABC\""),
+            "{}",
+            email.html
+        );
     }
 
     #[test]
