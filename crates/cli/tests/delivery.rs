@@ -660,3 +660,146 @@ async fn the_outbox_warning_names_the_channels_that_use_it() -> Result<()> {
     assert!(line.contains("sms") && !line.contains("email"), "{line}");
     Ok(())
 }
+
+/// The `n`th (1-based) mail to `to`.
+async fn nth_mail_to(sink: &SmtpSink, to: &str, n: usize) -> Result<ReceivedMail> {
+    eventually(Duration::from_secs(15), "email received", async || {
+        Ok(sink
+            .mails()
+            .into_iter()
+            .filter(|m| m.recipients.iter().any(|r| r.contains(to)))
+            .nth(n - 1))
+    })
+    .await
+}
+
+/// The login link in a mail's text: the approval page with a 32-character code.
+fn link_in(text: &str, base_url: &str) -> Option<String> {
+    let prefix = format!("{base_url}/authflow/v2/verify_login_link?code=");
+    let start = text.find(&prefix)?;
+    let code: String = text[start + prefix.len()..].chars().take(32).collect();
+    (code.len() == 32 && code.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .then(|| format!("{prefix}{code}"))
+}
+
+#[tokio::test]
+async fn a_login_link_arrives_over_smtp_and_approving_it_finishes_the_login() -> Result<()> {
+    for backend in backends() {
+        let sink = SmtpSink::start(SmtpBehaviour::Accept).await?;
+        let config = format!(
+            "messaging:\n  app_name: Example App\n{}\
+             authentication:\n  primary_authenticators: [password, oob_otp_email]\n\
+             authenticator:\n  oob_otp:\n    email: {{email_otp_mode: login_link}}\n",
+            smtp_yaml(sink.port)
+        );
+        let server = start(backend, &config).await?;
+        let api = server.api();
+        let verify = start_signup(&api, "email", "lou@example.com").await?;
+        let text = readable(&nth_mail_to(&sink, "lou@example.com", 1).await?);
+        let code = code_after(&text, "verification code is ").context("code in the email")?;
+        finish_signup(&api, &verify, &code).await?;
+
+        let created = api.create_flow("login", "default").await?;
+        let authenticate = api
+            .input(
+                created.state_token().unwrap(),
+                json!({"identification": "email", "login_id": "lou@example.com"}),
+            )
+            .await?;
+        let waiting = api
+            .input(
+                authenticate.state_token().unwrap(),
+                json!({"authentication": "primary_oob_otp_email", "index": 1}),
+            )
+            .await?;
+        waiting.ensure_status(200)?;
+        assert_eq!(
+            waiting.str_at("/result/action/data/otp_form"),
+            Some("link"),
+            "{waiting}"
+        );
+        let mail = nth_mail_to(&sink, "lou@example.com", 2).await?;
+        assert_eq!(
+            header(&mail, "Subject").as_deref(),
+            Some("Your Example App login link"),
+            "{backend}"
+        );
+        let text = readable(&mail);
+        assert!(text.contains("20 minutes"), "{text}");
+        let link = link_in(&text, server.base_url()).context("no login link in the email")?;
+        let link_code = link.rsplit('=').next().unwrap().to_string();
+
+        let approved = server
+            .client()
+            .post(server.url("/authflow/v2/verify_login_link"))
+            .form(&[("code", link_code.as_str())])
+            .send()
+            .await?;
+        assert_eq!(approved.status(), 200);
+        let done = api
+            .input(waiting.state_token().unwrap(), json!({"check": true}))
+            .await?;
+        assert_eq!(done.action_type(), Some("finished"), "{done}");
+        assert_no_code_logged(&server, &[&code, &link_code]);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_login_code_goes_to_the_sms_webhook() -> Result<()> {
+    for backend in backends() {
+        let receiver = WebhookReceiver::start(WebhookBehaviour::Accept).await?;
+        let config = format!(
+            "{}authentication:\n  primary_authenticators: [password, oob_otp_sms]\n",
+            phone_config(&receiver.url(), "5s")
+        );
+        let server = start(backend, &config).await?;
+        let api = server.api();
+        let verify = start_signup(&api, "phone", PHONE).await?;
+        let signup_code = receiver.call_to(PHONE).await?.json()["template_variables"]["code"]
+            .as_str()
+            .context("code")?
+            .to_string();
+        finish_signup(&api, &verify, &signup_code).await?;
+
+        let created = api.create_flow("login", "default").await?;
+        let authenticate = api
+            .input(
+                created.state_token().unwrap(),
+                json!({"identification": "phone", "login_id": PHONE}),
+            )
+            .await?;
+        let waiting = api
+            .input(
+                authenticate.state_token().unwrap(),
+                json!({"authentication": "primary_oob_otp_sms", "index": 1}),
+            )
+            .await?;
+        waiting.ensure_status(200)?;
+        let call = eventually(Duration::from_secs(15), "second webhook call", async || {
+            Ok(receiver
+                .calls()
+                .into_iter()
+                .filter(|c| c.json()["to"] == PHONE)
+                .nth(1))
+        })
+        .await?;
+        let body = call.json();
+        assert_eq!(body["channel"], "sms", "{backend}: {body}");
+        let code = body["template_variables"]["code"]
+            .as_str()
+            .context("code")?;
+        assert_ne!(code, signup_code);
+        assert!(body["body"].as_str().unwrap().contains(code), "{body}");
+        assert_eq!(
+            call.signature.as_deref(),
+            Some(hmac_hex(WEBHOOK_SECRET, &call.body).as_str())
+        );
+        let done = api
+            .input(waiting.state_token().unwrap(), json!({"code": code}))
+            .await?;
+        assert_eq!(done.action_type(), Some("finished"), "{done}");
+        assert_no_code_logged(&server, &[&signup_code, code]);
+    }
+    Ok(())
+}

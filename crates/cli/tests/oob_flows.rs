@@ -841,3 +841,104 @@ async fn seed_002_signup_login_with_both_identifiers() -> Result<()> {
     }
     Ok(())
 }
+
+/// `secondary_oob_otp_email`: signup registers a second address (typed, then verified), and
+/// login asks for a code sent to it after the password.
+#[tokio::test]
+async fn an_email_code_as_second_factor() -> Result<()> {
+    let config = "authentication:\n  primary_authenticators: [password]\n  \
+secondary_authenticators: [oob_otp_email]\n  secondary_authentication_mode: required\n  \
+recovery_code: {disabled: true}\n";
+    for backend in backends() {
+        let server = start(backend, config).await?;
+        let api = server.api();
+        let (email, second) = ("sam@example.com", "sam.backup@example.org");
+        let created = api.create_flow("signup", "default").await?;
+        let verify = input_ok(
+            &api,
+            &created,
+            json!({"identification": "email", "login_id": email}),
+        )
+        .await?;
+        let primary = input_ok(
+            &api,
+            &verify,
+            json!({"code": last_code_to(&api, email).await?}),
+        )
+        .await?;
+        let secondary = input_ok(
+            &api,
+            &primary,
+            json!({"authentication": "primary_password", "new_password": "sam's password 1"}),
+        )
+        .await?;
+        assert_eq!(
+            secondary.action_type(),
+            Some("create_authenticator"),
+            "{backend}: {secondary}"
+        );
+        let index = option_index(&secondary, "secondary_oob_otp_email")?;
+        let typo = api
+            .input(
+                secondary.state_token().unwrap(),
+                json!({"authentication": "secondary_oob_otp_email", "index": index, "target": "not an email"}),
+            )
+            .await?;
+        assert_error(&typo, 400, "ValidationFailed");
+        let confirm = input_ok(
+            &api,
+            &secondary,
+            json!({"authentication": "secondary_oob_otp_email", "index": index, "target": second}),
+        )
+        .await?;
+        assert_eq!(
+            confirm.str_at("/result/action/data/type"),
+            Some("verify_oob_otp_data"),
+            "{confirm}"
+        );
+        let code = last_code_to(&api, second).await?;
+        let refused = api
+            .input(
+                confirm.state_token().unwrap(),
+                json!({"code": wrong(&code)}),
+            )
+            .await?;
+        assert_error(&refused, 403, "InvalidVerificationCode");
+        let done = input_ok(&api, &confirm, json!({"code": code})).await?;
+        assert_eq!(done.action_type(), Some("finished"), "{done}");
+
+        let created = api.create_flow("login", "default").await?;
+        let password = input_ok(
+            &api,
+            &created,
+            json!({"identification": "email", "login_id": email}),
+        )
+        .await?;
+        let second_factor = input_ok(
+            &api,
+            &password,
+            json!({"authentication": "primary_password", "password": "sam's password 1"}),
+        )
+        .await?;
+        assert_eq!(
+            second_factor.action_type(),
+            Some("authenticate"),
+            "{second_factor}"
+        );
+        let index = option_index(&second_factor, "secondary_oob_otp_email")?;
+        assert_eq!(
+            second_factor.at("/result/action/data/options").unwrap()[index]["masked_display_name"],
+            "sam.b*****@example.org"
+        );
+        let verify = input_ok(
+            &api,
+            &second_factor,
+            json!({"authentication": "secondary_oob_otp_email", "index": index}),
+        )
+        .await?;
+        let code = last_code_to(&api, second).await?;
+        let done = input_ok(&api, &verify, json!({"code": code})).await?;
+        assert_eq!(done.action_type(), Some("finished"), "{done}");
+    }
+    Ok(())
+}

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use super::def::{Authentication, Channel, FlowDef, FlowKind, OtpForm, StepDef};
 use super::otp::Purpose;
 use crate::model::{
-    Authenticator, AuthenticatorKind, Identity, LoginIdType, PasswordHistoryEntry, VerifiedClaim,
+    Authenticator, AuthenticatorKind, Identity, LoginIdType, PasswordHistoryEntry, RecoveryCode,
+    VerifiedClaim,
 };
 
 /// One level of the position: the step index in the current list, and the branch chosen
@@ -59,6 +60,27 @@ pub struct OtpChoice {
     pub creates: Option<AuthenticatorKind>,
 }
 
+/// A `secondary_totp` branch chosen in a `create_authenticator` step, waiting for the first
+/// code from the user's app (`create_totp_data`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TotpSetup {
+    /// Position of the step it belongs to; a setup elsewhere is stale.
+    pub cursor: Vec<Frame>,
+    pub branch: usize,
+    /// The new secret sealed for the user (`totp::seal_context`), exactly as the
+    /// authenticator stores it: states live in a shared store too.
+    pub sealed_secret: String,
+}
+
+/// Recovery codes generated on entering a `view_recovery_code` step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryCodeSetup {
+    pub cursor: Vec<Frame>,
+    /// The codes, comma-separated, sealed for the user: re-reading the state shows them
+    /// again, so they cannot be kept as hashes only until finish.
+    pub sealed_codes: String,
+}
+
 /// Durable writes computed during the flow, applied in one transaction at finish.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PendingWrites {
@@ -68,6 +90,11 @@ pub struct PendingWrites {
     pub authenticator_updates: Vec<(String, serde_json::Value)>,
     pub password_history: Vec<PasswordHistoryEntry>,
     pub verified_claims: Vec<VerifiedClaim>,
+    #[serde(default)]
+    pub recovery_codes: Vec<RecoveryCode>,
+    /// Ids of recovery codes used to log in.
+    #[serde(default)]
+    pub consumed_recovery_codes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,6 +127,10 @@ pub struct FlowState {
     /// The channel chosen in the verify step at this position (phone with several).
     #[serde(default)]
     pub verify_channel: Option<(Vec<Frame>, Channel)>,
+    #[serde(default)]
+    pub totp_setup: Option<TotpSetup>,
+    #[serde(default)]
+    pub recovery_setup: Option<RecoveryCodeSetup>,
 }
 
 impl FlowState {
@@ -123,6 +154,8 @@ impl FlowState {
             otp: None,
             ws_channel: None,
             verify_channel: None,
+            totp_setup: None,
+            recovery_setup: None,
         }
     }
 
@@ -140,6 +173,18 @@ impl FlowState {
     /// The OOB choice of the current step, if one is in progress.
     pub fn active_otp(&self) -> Option<&OtpChoice> {
         self.otp.as_ref().filter(|c| c.cursor == self.cursor)
+    }
+
+    /// The TOTP enrolment of the current step, if one is in progress.
+    pub fn active_totp_setup(&self) -> Option<&TotpSetup> {
+        self.totp_setup.as_ref().filter(|s| s.cursor == self.cursor)
+    }
+
+    /// The recovery codes of the current `view_recovery_code` step, once generated.
+    pub fn active_recovery_setup(&self) -> Option<&RecoveryCodeSetup> {
+        self.recovery_setup
+            .as_ref()
+            .filter(|s| s.cursor == self.cursor)
     }
 
     pub fn identified_in_step(&self, step_name: &str) -> Option<&Identified> {
