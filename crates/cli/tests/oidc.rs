@@ -341,3 +341,65 @@ async fn errors_after_the_redirect_is_trusted_go_to_the_client() -> Result<()> {
     }
     Ok(())
 }
+
+/// A refresh token lives only as long as the IdP session it was issued in.
+#[tokio::test]
+async fn a_refresh_token_ends_with_its_session() -> Result<()> {
+    for backend in backends() {
+        let server = start(backend).await?;
+        let http = browser();
+        let api = FlowApi::new(server.base_url(), http.clone());
+        let authorize = http
+            .get(authorize_url(
+                &server,
+                &as_pairs(&spa_request(&challenge())),
+            ))
+            .send()
+            .await?;
+        let ui = location(&authorize)?;
+        let finished = sign_up(&api, &ui, "refresh@example.com").await?;
+        let finish = finished
+            .str_at("/result/action/data/finish_redirect_uri")
+            .context("finish_redirect_uri")?
+            .to_string();
+        let callback = location(&http.get(&finish).send().await?)?;
+        let code = query(&callback, "code").context("code")?;
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", CALLBACK),
+            ("client_id", "spa"),
+            ("code_verifier", VERIFIER),
+        ];
+        let (status, body) = token(&http, &server, &form).await?;
+        assert_eq!(status, 200, "{body}");
+        let refresh = body["refresh_token"]
+            .as_str()
+            .context("refresh")?
+            .to_string();
+        let refresh_form = |t: &str| {
+            vec![
+                ("grant_type", "refresh_token".to_string()),
+                ("refresh_token", t.to_string()),
+                ("client_id", "spa".to_string()),
+            ]
+        };
+        let (status, body) = token(&http, &server, &as_pairs(&refresh_form(&refresh))).await?;
+        assert_eq!(status, 200, "{backend}: a live session refreshes: {body}");
+        let refresh = body["refresh_token"]
+            .as_str()
+            .context("rotated")?
+            .to_string();
+
+        // RP-initiated logout revokes the IdP session (the browser sends its cookie).
+        let logout = http.get(server.url("/oauth2/end_session")).send().await?;
+        assert_eq!(logout.status(), 200);
+        let (status, body) = token(&http, &server, &as_pairs(&refresh_form(&refresh))).await?;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{backend}: {body}"
+        );
+    }
+    Ok(())
+}

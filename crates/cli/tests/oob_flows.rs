@@ -942,3 +942,55 @@ recovery_code: {disabled: true}\n";
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn sending_is_limited_per_ip_and_login_codes_expire() -> Result<()> {
+    let config = format!(
+        "{EMAIL_AND_PHONE}authenticator:\n  oob_otp:\n    email: {{valid_periods: {{code: 1s}}}}\n\
+messaging:\n  rate_limits:\n    email_per_ip: {{period: 1h, burst: 3}}\n"
+    );
+    for backend in backends() {
+        let server = start(backend, &config).await?;
+        let api = server.api();
+        // Two signups take two of the three emails this IP may cause.
+        signup_passwordless(&api, "ulla@example.com").await?;
+        signup_passwordless(&api, "vito@example.com").await?;
+        let verify = choose_oob(
+            &api,
+            "email",
+            "ulla@example.com",
+            "primary_oob_otp_email",
+            None,
+        )
+        .await?;
+        let code = last_code_to(&api, "ulla@example.com").await?;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let expired = api
+            .input(verify.state_token().unwrap(), json!({"code": code}))
+            .await?;
+        assert_error(&expired, 401, "InvalidCredentials");
+
+        // The fourth email from this IP is refused, whatever the address.
+        let created = api.create_flow("login", "default").await?;
+        let authenticate = input_ok(
+            &api,
+            &created,
+            json!({"identification": "email", "login_id": "vito@example.com"}),
+        )
+        .await?;
+        let index = option_index(&authenticate, "primary_oob_otp_email")?;
+        let limited = api
+            .input(
+                authenticate.state_token().unwrap(),
+                json!({"authentication": "primary_oob_otp_email", "index": index}),
+            )
+            .await?;
+        assert_error(&limited, 429, "RateLimited");
+        assert_eq!(
+            limited.str_at("/error/info/bucket_name"),
+            Some("MessagingEmailPerIP"),
+            "{backend}: {limited}"
+        );
+    }
+    Ok(())
+}

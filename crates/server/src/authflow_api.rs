@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use authflow_core::flow::action::{OtpOptionView, OtpPrompt};
 use authflow_core::flow::def::{Channel, FlowKind, OtpForm};
 use authflow_core::flow::otp::DeliveryStatus;
+use authflow_core::flow::recovery;
 use authflow_core::flow::{
     Action, CookieEffect, CreateRequest, InputError, RequestContext, StateView,
 };
@@ -115,6 +116,15 @@ async fn input(
     };
     let token = match body.get("state_token") {
         None => {
+            // The page of a recovery link sends its code without a state token (8.14).
+            if let Some(code) = inputs
+                .as_deref()
+                .and_then(|i| i.first())
+                .and_then(recovery::link_code_of)
+            {
+                let outcome = app.engine.account_recovery_from_link(&ctx, code).await;
+                return respond(outcome, Some(FlowKind::AccountRecovery));
+            }
             return Err(ApiError::from_flow(
                 &authflow_core::flow::FlowError::FlowNotFound,
                 None,
@@ -225,6 +235,10 @@ fn render_action(view: &StateView) -> Value {
         Action::Finished => render_finished_data(view),
         _ => render_data(&view.action),
     };
+    if view.flow_kind == FlowKind::AccountRecovery && matches!(view.action, Action::Identify { .. })
+    {
+        action["data"]["type"] = json!("account_recovery_identification_data");
+    }
     action
 }
 
@@ -304,6 +318,50 @@ fn render_data(action: &Action) -> Value {
             "type": "select_oob_otp_channels_data",
             "channels": channels.iter().map(|c| channel_name(*c)).collect::<Vec<_>>(),
             "masked_claim_value": masked_claim_value,
+        }),
+        Action::CreateTotp {
+            secret,
+            otpauth_uri,
+        } => json!({
+            "type": "create_totp_data",
+            "secret": secret.reveal(),
+            "otpauth_uri": otpauth_uri.reveal(),
+        }),
+        Action::ViewRecoveryCode { recovery_codes } => json!({
+            "type": "view_recovery_code_data",
+            "recovery_codes": recovery_codes.iter().map(|c| c.reveal()).collect::<Vec<_>>(),
+        }),
+        Action::SelectDestination { options } => json!({
+            "type": "account_recovery_select_destination_data",
+            "options": options.iter().map(|o| json!({
+                "masked_display_name": o.masked_display_name,
+                "channel": channel_name(o.channel),
+                "otp_form": otp_form_name(o.otp_form),
+            })).collect::<Vec<_>>(),
+        }),
+        Action::VerifyAccountRecoveryCode {
+            masked_display_name,
+            channel,
+            otp_form,
+            code_length,
+            can_resend_at,
+            failed_attempt_rate_limit_exceeded,
+        } => json!({
+            "type": "account_recovery_verify_code_data",
+            "masked_display_name": masked_display_name,
+            "channel": channel_name(*channel),
+            "otp_form": otp_form_name(*otp_form),
+            "code_length": code_length,
+            "can_resend_at": can_resend_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "failed_attempt_rate_limit_exceeded": failed_attempt_rate_limit_exceeded,
+        }),
+        Action::ResetPassword {
+            password_policy,
+            masked_target,
+        } => json!({
+            "type": "new_password_data",
+            "password_policy": password_policy,
+            "masked_target": masked_target,
         }),
         Action::Finished => json!({}),
     }

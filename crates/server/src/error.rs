@@ -207,6 +207,14 @@ fn map_flow_error(error: &FlowError) -> ApiError {
                 json!(until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
             )
         }
+        FlowError::PasswordResetFailed { cause_kind } => {
+            ApiError::new("Invalid", reason, "invalid code").with_info("cause", cause(cause_kind))
+        }
+        FlowError::NoUserId => ApiError::new("BadRequest", reason, error.to_string()),
+        FlowError::ForgotPasswordDisabled => {
+            ApiError::new("Invalid", reason, "forgot password is disabled")
+                .with_info("cause", cause("FeatureDisabled"))
+        }
         FlowError::InvalidFlowConfig(_) | FlowError::InvalidTargetStep(_) => {
             ApiError::new("InternalError", reason, "invalid flow config")
         }

@@ -60,6 +60,7 @@ impl AppState {
     pub fn request_context(&self, peer: SocketAddr, headers: &HeaderMap) -> RequestContext {
         RequestContext {
             ip: client_ip(peer.ip(), headers, &self.trusted_proxies).to_string(),
+            session_secret: oidc::params::cookie(headers, &self.oidc.cookie_name),
         }
     }
 }

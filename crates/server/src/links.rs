@@ -17,7 +17,9 @@ use serde::Deserialize;
 use tokio::sync::broadcast;
 
 use authflow_core::credentials::token;
+use authflow_core::flow::FlowError;
 use authflow_core::flow::oob::{LOGIN_LINK_PATH, WEBSOCKET_PATH};
+use authflow_core::flow::recovery::RESET_LINK_PATH;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -118,6 +120,7 @@ async fn listen(
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(LOGIN_LINK_PATH, get(link_page).post(approve))
+        .route(RESET_LINK_PATH, get(reset_page).post(reset))
         .route(WEBSOCKET_PATH, get(websocket))
 }
 
@@ -185,10 +188,8 @@ async fn approve(
     Form(form): Form<CodeParam>,
 ) -> Response {
     let ctx = app.request_context(peer, &headers);
-    match app.engine.check_api_rate_limit(&ctx.ip).await {
-        Ok(true) => {}
-        Ok(false) => return ApiError::too_many_requests().into_response(),
-        Err(e) => return ApiError::from_flow(&e, None).into_response(),
+    if let Err(refused) = api_rate_limit(&app, &ctx.ip).await {
+        return refused;
     }
     if form.code.is_empty() || form.code.len() > 64 {
         return invalid_link();
@@ -205,6 +206,100 @@ async fn approve(
         }
         Ok(None) => invalid_link(),
         Err(e) => ApiError::from_flow(&e, None).into_response(),
+    }
+}
+
+/// The account recovery link (spec 8.14): a form for the new password. GET changes nothing.
+async fn reset_page(Query(q): Query<CodeParam>) -> Response {
+    if q.code.is_empty() || q.code.len() > 64 {
+        return invalid_link();
+    }
+    page(
+        StatusCode::OK,
+        "Choose a new password",
+        &reset_form(&q.code, None),
+    )
+}
+
+fn reset_form(code: &str, problem: Option<&str>) -> String {
+    let problem = problem
+        .map(|p| format!("<p role=\"alert\">{}</p>\n", escape(p)))
+        .unwrap_or_default();
+    format!(
+        "{problem}<form method=\"post\" action=\"{path}\">\
+         <input type=\"hidden\" name=\"code\" value=\"{code}\">\
+         <label>New password <input type=\"password\" name=\"new_password\" \
+         autocomplete=\"new-password\" required></label>\
+         <button type=\"submit\">Set password</button></form>",
+        path = RESET_LINK_PATH,
+        code = escape(code),
+    )
+}
+
+#[derive(Deserialize)]
+struct ResetForm {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    new_password: String,
+}
+
+/// Runs the token-less way in of spec 8.14, then `reset_password`, in one request.
+async fn reset(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<ResetForm>,
+) -> Response {
+    let ctx = app.request_context(peer, &headers);
+    if let Err(refused) = api_rate_limit(&app, &ctx.ip).await {
+        return refused;
+    }
+    if form.code.is_empty() || form.code.len() > 64 {
+        return invalid_link();
+    }
+    let flow = match app
+        .engine
+        .account_recovery_from_link(&ctx, &form.code)
+        .await
+    {
+        Ok(view) => view,
+        Err(e) if matches!(e.error, FlowError::PasswordResetFailed { .. }) => {
+            return invalid_link();
+        }
+        Err(e) => return ApiError::from_flow(&e.error, None).into_response(),
+    };
+    let input = serde_json::json!({"new_password": form.new_password});
+    match app.engine.input(&ctx, &flow.state_token, input).await {
+        Ok(view) if view.finished.is_some() => page(
+            StatusCode::OK,
+            "Password changed",
+            "<p>Your password is changed and you are signed out everywhere. \
+             Log in with the new password.</p>",
+        ),
+        Ok(_) => invalid_link(),
+        Err(e) => match e.error {
+            // The code is spent only when the reset finishes: the form may be sent again.
+            FlowError::PasswordPolicyViolated(_) | FlowError::ValidationFailed { .. } => page(
+                StatusCode::BAD_REQUEST,
+                "Choose a new password",
+                &reset_form(
+                    &form.code,
+                    Some("That password does not meet the password policy, or was used before."),
+                ),
+            ),
+            FlowError::PasswordResetFailed { .. } => invalid_link(),
+            other => ApiError::from_flow(&other, None).into_response(),
+        },
+    }
+}
+
+/// The per-IP limit of the flow API also guards these pages (codes are guessable input).
+async fn api_rate_limit(app: &AppState, ip: &str) -> Result<(), Response> {
+    match app.engine.check_api_rate_limit(ip).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ApiError::too_many_requests().into_response()),
+        Err(e) => Err(ApiError::from_flow(&e, None).into_response()),
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use authflow_core::clock::{OsRandom, SystemClock};
 use authflow_core::config::Loaded;
+use authflow_core::credentials::seal::Sealer;
 use authflow_core::flow::{Engine, EngineDeps};
 
 use authflow_core::config::SigningAlgorithm;
@@ -27,6 +28,8 @@ pub enum ServeError {
     Signing(#[from] crate::signing::SigningError),
     #[error("{0}")]
     Messaging(#[from] crate::messaging::MessagingError),
+    #[error("encryption key: {0}")]
+    Seal(#[from] authflow_core::credentials::seal::SealLoadError),
 }
 
 /// Build the application state from a loaded configuration and connected stores.
@@ -43,6 +46,14 @@ pub async fn build_state(
         crate::messaging::RetryPolicy::default(),
     )?;
     let messenger = messaging.messenger;
+    let sealer = Sealer::load(&config.secrets, stores.db.as_ref(), &OsRandom).await?;
+    if sealer.uses_generated_key {
+        // Spec 4.5: a key stored in the same database as the secrets it seals protects
+        // little, so the operator hears of it at every start.
+        tracing::warn!(
+            "secrets.encryption_key is not set: TOTP secrets are sealed with a key generated into the database"
+        );
+    }
     let engine = Engine::new(EngineDeps {
         catalog: Arc::new(loaded.flows.clone()),
         settings: Arc::new(settings::engine_settings(config)),
@@ -51,6 +62,7 @@ pub async fn build_state(
         clock: Arc::new(SystemClock),
         rng: Arc::new(OsRandom),
         messenger,
+        sealer: Arc::new(sealer.sealer),
     });
     let keys = &config.oauth.signing_keys;
     let algorithm = match keys.id_token_algorithm {

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use authflow_core::config::{Config, EmailOtpMode, OtpChannel, PhoneValidationMethod, RateLimit};
+use authflow_core::config::{
+    AuthMethod, Config, EmailOtpMode, OtpChannel, PhoneValidationMethod, RateLimit,
+};
 use authflow_core::credentials::login_id::{EmailRules, LoginIdRules, PhoneRules, UsernameRules};
 use authflow_core::flow::EngineSettings;
 use authflow_core::flow::def::OtpForm;
@@ -86,6 +88,28 @@ fn authentication_otp(config: &Config, channel: OtpChannel) -> OtpSettings {
     }
 }
 
+fn recovery_settings(config: &Config) -> authflow_core::flow::recovery::RecoverySettings {
+    let f = &config.forgot_password;
+    let otp = |c: OtpChannel| {
+        let limits = f.rate_limits.channel(c);
+        OtpSettings {
+            code_valid: f.valid_periods.code,
+            cooldown: limits.trigger_cooldown,
+            max_failures: limits.max_failed_attempts_revoke_otp,
+        }
+    };
+    authflow_core::flow::recovery::RecoverySettings {
+        enabled: f.enabled,
+        email: otp(OtpChannel::Email),
+        sms: otp(OtpChannel::Sms),
+        link_valid: f.valid_periods.link,
+        email_trigger_per_ip: limit(f.rate_limits.trigger_per_ip(OtpChannel::Email)),
+        email_validate_per_ip: limit(f.rate_limits.validate_per_ip(OtpChannel::Email)),
+        sms_trigger_per_ip: limit(f.rate_limits.trigger_per_ip(OtpChannel::Sms)),
+        sms_validate_per_ip: limit(f.rate_limits.validate_per_ip(OtpChannel::Sms)),
+    }
+}
+
 fn oob_limits(config: &Config, c: OtpChannel) -> OtpLimits {
     let r = &config.authentication.rate_limits;
     OtpLimits {
@@ -138,6 +162,12 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
             api_per_ip: limit(config.authentication_flow.rate_limits.per_ip()),
             password_per_ip: limit(auth.rate_limits.password_per_ip()),
             password_per_user_per_ip: limit(auth.rate_limits.password_per_user_per_ip()),
+            totp_per_ip: limit(auth.rate_limits.per_ip(AuthMethod::Totp)),
+            totp_per_user_per_ip: limit(auth.rate_limits.per_user_per_ip(AuthMethod::Totp)),
+            recovery_code_per_ip: limit(auth.rate_limits.per_ip(AuthMethod::RecoveryCode)),
+            recovery_code_per_user_per_ip: limit(
+                auth.rate_limits.per_user_per_ip(AuthMethod::RecoveryCode),
+            ),
             account_enumeration_per_ip: limit(auth.rate_limits.account_enumeration_per_ip()),
             signup_per_ip: limit(auth.rate_limits.signup_per_ip()),
             oob_email: oob_limits(config, OtpChannel::Email),
@@ -161,6 +191,7 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
         authentication_email: authentication_otp(config, OtpChannel::Email),
         authentication_sms: authentication_otp(config, OtpChannel::Sms),
         login_link_valid: config.authenticator.oob_otp.email.valid_periods.link,
+        account_recovery: recovery_settings(config),
         email_otp_form: match config.authenticator.oob_otp.email.email_otp_mode {
             EmailOtpMode::Code => OtpForm::Code,
             EmailOtpMode::LoginLink => OtpForm::Link,
@@ -174,6 +205,8 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
             .to_vec(),
         public_origin: config.server.public_origin.clone(),
         lockout: auth.lockout.clone(),
+        recovery_code_count: usize::try_from(auth.recovery_code.count)
+            .unwrap_or(authflow_core::credentials::recovery::DEFAULT_COUNT),
     }
 }
 

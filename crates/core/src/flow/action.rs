@@ -35,6 +35,14 @@ pub struct CreateOption {
     pub otp: Option<OtpOptionView>,
 }
 
+/// One `select_destination` option (spec 8.13).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DestinationOption {
+    pub masked_display_name: String,
+    pub channel: Channel,
+    pub otp_form: OtpForm,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     Identify {
@@ -66,7 +74,55 @@ pub enum Action {
         channels: Vec<Channel>,
         masked_claim_value: String,
     },
+    /// The chosen `secondary_totp` branch shows its new secret (`create_totp_data`).
+    CreateTotp {
+        secret: Shown,
+        otpauth_uri: Shown,
+    },
+    /// Recovery codes to write down (`view_recovery_code_data`).
+    ViewRecoveryCode {
+        recovery_codes: Vec<Shown>,
+    },
+    /// Account recovery: where to send the code (`account_recovery_select_destination_data`).
+    SelectDestination {
+        options: Vec<DestinationOption>,
+    },
+    /// Account recovery: the code or link was sent (`account_recovery_verify_code_data`).
+    VerifyAccountRecoveryCode {
+        masked_display_name: String,
+        channel: Channel,
+        otp_form: OtpForm,
+        code_length: u32,
+        can_resend_at: chrono::DateTime<chrono::Utc>,
+        failed_attempt_rate_limit_exceeded: bool,
+    },
+    /// Account recovery: the new password (`new_password_data` with `masked_target`).
+    ResetPassword {
+        password_policy: Value,
+        masked_target: String,
+    },
     Finished,
+}
+
+/// A secret the client must see once (a TOTP secret, a recovery code): rendered by the
+/// dialects, never by `Debug`, so logging an action leaks nothing.
+#[derive(Clone, PartialEq)]
+pub struct Shown(String);
+
+impl Shown {
+    pub fn new(value: String) -> Self {
+        Shown(value)
+    }
+
+    pub fn reveal(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Shown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -89,10 +145,16 @@ impl Action {
         match self {
             Action::Identify { .. } => "identify",
             Action::Authenticate { .. } => "authenticate",
-            Action::CreateAuthenticator { .. } => "create_authenticator",
+            Action::CreateAuthenticator { .. } | Action::CreateTotp { .. } => {
+                "create_authenticator"
+            }
+            Action::ViewRecoveryCode { .. } => "view_recovery_code",
             Action::ChangePassword { .. } => "change_password",
             Action::Verify(_) => "verify",
             Action::OtpEntry { step, .. } | Action::SelectChannel { step, .. } => step.as_str(),
+            Action::SelectDestination { .. } => "select_destination",
+            Action::VerifyAccountRecoveryCode { .. } => "verify_account_recovery_code",
+            Action::ResetPassword { .. } => "reset_password",
             Action::Finished => "finished",
         }
     }
@@ -102,6 +164,7 @@ impl Action {
         match self {
             Action::OtpEntry { authentication, .. } => Some(*authentication),
             Action::SelectChannel { authentication, .. } => *authentication,
+            Action::CreateTotp { .. } => Some(Authentication::SecondaryTotp),
             _ => None,
         }
     }

@@ -22,6 +22,7 @@ use super::state::{FlowState, complete_step, current_step};
 use super::steps;
 use crate::clock::{Clock, SecureRandom};
 use crate::credentials::password::PasswordHasher;
+use crate::credentials::seal::Sealer;
 use crate::credentials::token;
 use crate::model::{AuditEvent, DEFAULT_ORG_ID, Session, SessionKind, User};
 use crate::store::{Change, Database, StateStore, StoreError};
@@ -34,6 +35,8 @@ const MAX_AUTO_ADVANCES: usize = 100;
 pub struct RequestContext {
     /// Client IP (after trusted-proxy resolution), the key of per-IP limits.
     pub ip: String,
+    /// The IdP session cookie's value, if the request carried one (reauth flows).
+    pub session_secret: Option<String>,
 }
 
 /// An error answering an input, with the unchanged state to echo (spec 4.3) when the
@@ -75,6 +78,8 @@ pub struct EngineDeps {
     pub clock: Arc<dyn Clock>,
     pub rng: Arc<dyn SecureRandom>,
     pub messenger: Arc<dyn Messenger>,
+    /// Seals TOTP secrets (and codes shown later) at rest.
+    pub sealer: Arc<Sealer>,
 }
 
 pub struct Engine {
@@ -88,6 +93,7 @@ pub struct Engine {
     pub(super) limiter: RateLimiter,
     pub(super) otp: OtpService,
     pub(super) lockout: Lockout,
+    pub(super) sealer: Arc<Sealer>,
     /// At most one argon2 computation per core: more would only thrash the caches (each
     /// takes 19 MiB) and raise every login's latency without adding throughput.
     hash_permits: tokio::sync::Semaphore,
@@ -119,6 +125,7 @@ impl Engine {
             limiter,
             otp,
             lockout,
+            sealer: deps.sealer,
             hash_permits: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             ),
@@ -179,6 +186,11 @@ impl Engine {
         let flow = self.resolve_flow(kind, name)?;
         let mut state = FlowState::new(token::flow_id(&*self.rng), flow, self.clock.now());
         state.oauth_x_ref = self.oauth_tie_in(url_query, request_query).await?;
+        if kind == FlowKind::Reauth {
+            super::reauth::identify_from_session(self, ctx, &mut state)
+                .await
+                .map_err(|e| with_kind(e, kind))?;
+        }
         self.run_automatic_steps(ctx, &mut state)
             .await
             .map_err(|e| with_kind(e, kind))?;
@@ -209,6 +221,26 @@ impl Engine {
         let state = self.load(state_token).await?;
         self.feed_batch(ctx, state, state_token.to_string(), inputs)
             .await
+    }
+
+    /// A recovery link's code sent without a state token (spec 8.14): a new `default`
+    /// account recovery flow, positioned at `reset_password`.
+    pub async fn account_recovery_from_link(
+        &self,
+        ctx: &RequestContext,
+        code: &str,
+    ) -> Result<StateView, InputError> {
+        let kind = FlowKind::AccountRecovery;
+        let flow = self.resolve_flow(kind, "default")?;
+        let mut state = FlowState::new(token::flow_id(&*self.rng), flow, self.clock.now());
+        self.run_automatic_steps(ctx, &mut state)
+            .await
+            .map_err(|e| with_kind(e, kind))?;
+        super::recovery::flow_from_link(self, ctx, flow, &mut state, code)
+            .await
+            .map_err(|e| with_kind(e, kind))?;
+        let token = self.save(&mut state).await.map_err(InputError::from)?;
+        self.view(&state, token).await.map_err(InputError::from)
     }
 
     /// Re-render the state of a token without consuming anything (spec 3.3).
@@ -405,8 +437,9 @@ impl Engine {
     pub(super) fn resolve_flow(&self, kind: FlowKind, name: &str) -> FlowResult<&FlowDef> {
         match kind {
             FlowKind::Promote => return Err(FlowError::UnknownFlow),
-            // Delivered with account recovery and reauthentication (issue 6).
-            FlowKind::AccountRecovery | FlowKind::Reauth => return Err(FlowError::UnknownFlow),
+            FlowKind::AccountRecovery if !self.settings.account_recovery.enabled => {
+                return Err(FlowError::ForgotPasswordDisabled);
+            }
             FlowKind::Signup if self.settings.public_signup_disabled => {
                 return Err(FlowError::NoPublicSignup);
             }
@@ -523,6 +556,9 @@ impl Engine {
         if state.is_new_user {
             self.take_signup_token(ctx).await?;
         }
+        if state.kind == FlowKind::AccountRecovery {
+            super::recovery::consume_at_finish(self, state).await?;
+        }
         let now = self.clock.now();
         let mut changes = Vec::new();
         if state.is_new_user {
@@ -549,6 +585,14 @@ impl Engine {
             if !suppress_cookie {
                 cookies.push(cookie);
             }
+        }
+        if state.kind == FlowKind::AccountRecovery {
+            // A reset ends every session of the user (spec 8.15).
+            changes.push(Change::RevokeUserSessions {
+                user_id: user_id.clone(),
+                except: None,
+                at: now,
+            });
         }
         changes.push(Change::AuditEvent(AuditEvent {
             id: token::random_id(&*self.rng),
@@ -654,7 +698,9 @@ fn creates_session(kind: FlowKind) -> bool {
 }
 
 fn audit_event_type(state: &FlowState) -> String {
-    if state.is_new_user {
+    if state.kind == FlowKind::AccountRecovery {
+        "user.password_reset".into()
+    } else if state.is_new_user {
         "user.signed_up".into()
     } else {
         "user.authenticated".into()
@@ -689,6 +735,17 @@ fn pending_changes(state: &FlowState, now: chrono::DateTime<chrono::Utc>) -> Vec
             .iter()
             .cloned()
             .map(Change::AddVerifiedClaim),
+    );
+    if !p.recovery_codes.is_empty() {
+        changes.push(Change::CreateRecoveryCodes(p.recovery_codes.clone()));
+    }
+    changes.extend(
+        p.consumed_recovery_codes
+            .iter()
+            .map(|id| Change::ConsumeRecoveryCode {
+                recovery_code_id: id.clone(),
+                at: now,
+            }),
     );
     changes
 }

@@ -73,6 +73,15 @@ pub enum FlowError {
     AccountLockout { until: DateTime<Utc> },
     #[error("user is disabled")]
     DisabledUser { reason: Option<String> },
+    /// Account recovery: a wrong, expired or used code (spec 8.14).
+    #[error("password reset failed")]
+    PasswordResetFailed { cause_kind: &'static str },
+    /// A `reauth` flow without a user: no live IdP session (authentication-flow-api.md 3.1).
+    #[error("no user to reauthenticate")]
+    NoUserId,
+    /// `forgot_password.enabled: false` (flow-config.md 5.5).
+    #[error("forgot password is disabled")]
+    ForgotPasswordDisabled,
     #[error("invalid flow config: {0}")]
     InvalidFlowConfig(String),
     #[error("invalid target step: {0}")]
@@ -109,6 +118,9 @@ impl FlowError {
             FlowError::RateLimited(_) => "RateLimited",
             FlowError::AccountLockout { .. } => "AccountLockout",
             FlowError::DisabledUser { .. } => "DisabledUser",
+            FlowError::PasswordResetFailed { .. } => "PasswordResetFailed",
+            FlowError::ForgotPasswordDisabled => "ForgotPasswordFailed",
+            FlowError::NoUserId => "AuthenticationFlowNoUserID",
             FlowError::InvalidFlowConfig(_) => "AuthenticationFlowInvalidFlowConfig",
             FlowError::InvalidTargetStep(_) => "AuthenticationFlowInvalidTargetStep",
             FlowError::Store(_) | FlowError::Unexpected(_) => "UnexpectedError",

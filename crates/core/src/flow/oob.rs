@@ -429,6 +429,7 @@ pub fn settings_of(engine: &Engine, purpose: Purpose, channel: Channel) -> OtpSe
     match (purpose, channel) {
         (Purpose::Authentication, Channel::Email) => s.authentication_email,
         (Purpose::Authentication, _) => s.authentication_sms,
+        (Purpose::AccountRecovery, c) => s.account_recovery.otp(c),
         (_, Channel::Email) => s.verification_email,
         (_, _) => s.verification_sms,
     }
@@ -483,6 +484,20 @@ fn purpose_limits(
         (Purpose::Authentication, false) => (
             r.oob_sms,
             otp_bucket_names!("OOBOTP", "SMS", "authentication.oob_otp.sms"),
+        ),
+        (Purpose::AccountRecovery, true) => (
+            OtpLimits {
+                trigger_per_ip: engine.settings.account_recovery.email_trigger_per_ip,
+                ..OtpLimits::default()
+            },
+            otp_bucket_names!("ForgotPassword", "Email", "forgot_password.email"),
+        ),
+        (Purpose::AccountRecovery, false) => (
+            OtpLimits {
+                trigger_per_ip: engine.settings.account_recovery.sms_trigger_per_ip,
+                ..OtpLimits::default()
+            },
+            otp_bucket_names!("ForgotPassword", "SMS", "forgot_password.sms"),
         ),
         (_, true) => (
             r.verification_email,
@@ -595,7 +610,10 @@ pub async fn send_limited(
     let mut settings = settings_of(engine, purpose, channel);
     if link.is_some() {
         // Links live longer than codes (spec 9.2: 20 minutes by default).
-        settings.code_valid = engine.settings.login_link_valid;
+        settings.code_valid = match purpose {
+            Purpose::AccountRecovery => engine.settings.account_recovery.link_valid,
+            _ => engine.settings.login_link_valid,
+        };
     }
     if explicit_resend {
         engine

@@ -295,6 +295,31 @@ impl OtpService {
         Ok(n.and_then(|v| v.parse().ok()).unwrap_or(0))
     }
 
+    /// A wrong code for a target that has none (account recovery of an unknown login ID):
+    /// counted like a real one, so `failed_attempt_rate_limit_exceeded` turns true alike.
+    pub async fn count_phantom_failure(
+        &self,
+        purpose: Purpose,
+        target: &str,
+        settings: OtpSettings,
+    ) -> FlowResult<bool> {
+        let n = self
+            .store
+            .incr(&Self::failures_key(purpose, target), 1, settings.code_valid)
+            .await?;
+        Ok(n > i64::from(settings.max_failures))
+    }
+
+    /// Whether wrong codes for `target` reached the limit.
+    pub async fn failures_exceeded(
+        &self,
+        purpose: Purpose,
+        target: &str,
+        settings: OtpSettings,
+    ) -> FlowResult<bool> {
+        Ok(self.failures(purpose, target).await? >= settings.max_failures)
+    }
+
     fn cooldown_keys(purpose: Purpose, target: &str, flow_id: &str) -> [String; 2] {
         [
             format!("otpcd:{}:{target}", purpose.as_str()),
@@ -504,31 +529,24 @@ impl OtpService {
         })
     }
 
-    /// Check a code; a right one is consumed, a wrong one counted.
-    pub async fn check_code(
+    /// Check a code without consuming a right one (account recovery spends it at finish
+    /// with [`OtpService::consume_code`]); a wrong one is counted.
+    pub async fn check_code_kept(
         &self,
         purpose: Purpose,
         target: &str,
         code: &str,
         settings: OtpSettings,
     ) -> FlowResult<CodeCheck> {
-        let key = Self::code_key(purpose, target);
         let Some(record) = self.record(purpose, target).await? else {
             return Ok(CodeCheck::NotFound);
         };
         if self.failures(purpose, target).await? >= settings.max_failures {
             return Ok(CodeCheck::Revoked);
         }
-        let matches = token::constant_time_eq(
-            token::sha256_hex(code).as_bytes(),
-            record.code_hash.as_bytes(),
-        );
-        if matches {
-            // Single use: only the caller that takes the record may succeed.
-            return Ok(match self.store.take(&key).await? {
-                Some(_) => CodeCheck::Valid,
-                None => CodeCheck::NotFound,
-            });
+        let hash = token::sha256_hex(code);
+        if token::constant_time_eq(hash.as_bytes(), record.code_hash.as_bytes()) {
+            return Ok(CodeCheck::Valid);
         }
         let remaining = (record.expires_at - self.clock.now())
             .to_std()
@@ -537,6 +555,50 @@ impl OtpService {
             .incr(&Self::failures_key(purpose, target), 1, remaining)
             .await?;
         Ok(CodeCheck::Wrong)
+    }
+
+    /// Spend the current code of `target` if it is still `code`: true for exactly one caller.
+    pub async fn consume_code(
+        &self,
+        purpose: Purpose,
+        target: &str,
+        code: &str,
+    ) -> FlowResult<bool> {
+        let Some(record) = self.record(purpose, target).await? else {
+            return Ok(false);
+        };
+        let hash = token::sha256_hex(code);
+        if !token::constant_time_eq(hash.as_bytes(), record.code_hash.as_bytes()) {
+            return Ok(false);
+        }
+        Ok(self
+            .store
+            .take(&Self::code_key(purpose, target))
+            .await?
+            .is_some())
+    }
+
+    /// Check a code; a right one is consumed, a wrong one counted.
+    pub async fn check_code(
+        &self,
+        purpose: Purpose,
+        target: &str,
+        code: &str,
+        settings: OtpSettings,
+    ) -> FlowResult<CodeCheck> {
+        match self
+            .check_code_kept(purpose, target, code, settings)
+            .await?
+        {
+            // Single use: only the caller that takes the record may succeed.
+            CodeCheck::Valid => Ok(
+                match self.store.take(&Self::code_key(purpose, target)).await? {
+                    Some(_) => CodeCheck::Valid,
+                    None => CodeCheck::NotFound,
+                },
+            ),
+            other => Ok(other),
+        }
     }
 
     /// The link page's approval: marks the current link code of its target approved.
@@ -572,6 +634,26 @@ impl OtpService {
             purpose: index.purpose,
             target: index.target,
         }))
+    }
+
+    /// The target of a live link code of `purpose` (its record still holds this code).
+    pub async fn link_target(&self, purpose: Purpose, code: &str) -> FlowResult<Option<String>> {
+        let Some(json) = self.store.get(&Self::link_key(code)).await? else {
+            return Ok(None);
+        };
+        let index: LinkIndex = serde_json::from_str(&json)
+            .map_err(|e| FlowError::Unexpected(format!("link decoding: {e}")))?;
+        if index.purpose != purpose {
+            return Ok(None);
+        }
+        let Some(record) = self.record(purpose, &index.target).await? else {
+            return Ok(None);
+        };
+        let hash = token::sha256_hex(code);
+        Ok(
+            token::constant_time_eq(hash.as_bytes(), record.code_hash.as_bytes())
+                .then_some(index.target),
+        )
     }
 
     /// `{"check": true}`: succeeds once, after the link was approved.

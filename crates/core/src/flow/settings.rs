@@ -31,6 +31,11 @@ pub struct RateLimits {
     pub api_per_ip: Option<Limit>,
     pub password_per_ip: Option<Limit>,
     pub password_per_user_per_ip: Option<Limit>,
+    /// `authentication.rate_limits.{totp,recovery_code}` (failures, like passwords).
+    pub totp_per_ip: Option<Limit>,
+    pub totp_per_user_per_ip: Option<Limit>,
+    pub recovery_code_per_ip: Option<Limit>,
+    pub recovery_code_per_user_per_ip: Option<Limit>,
     pub account_enumeration_per_ip: Option<Limit>,
     pub signup_per_ip: Option<Limit>,
     /// `authentication.rate_limits.oob_otp.{email,sms}` (login OTPs).
@@ -95,6 +100,8 @@ pub struct EngineSettings {
     pub authentication_sms: OtpSettings,
     /// Lifetime of a login link (`authenticator.oob_otp.email.valid_periods.link`).
     pub login_link_valid: Duration,
+    /// `forgot_password`: account recovery flows.
+    pub account_recovery: super::recovery::RecoverySettings,
     /// `link` when `email_otp_mode: login_link`.
     pub email_otp_form: OtpForm,
     /// Channels of phone OTPs, from `phone_otp_mode`, in order.
@@ -103,6 +110,8 @@ pub struct EngineSettings {
     pub public_origin: String,
     /// `authentication.lockout` (disabled by default).
     pub lockout: LockoutConfig,
+    /// `authentication.recovery_code.count`.
+    pub recovery_code_count: usize,
 }
 
 impl EngineSettings {
@@ -145,10 +154,12 @@ impl Default for EngineSettings {
             authentication_email: OtpSettings::default(),
             authentication_sms: OtpSettings::default(),
             login_link_valid: Duration::from_secs(20 * 60),
+            account_recovery: super::recovery::RecoverySettings::default(),
             email_otp_form: OtpForm::Code,
             phone_channels: vec![Channel::Sms],
             public_origin: "http://127.0.0.1:3000".into(),
             lockout: LockoutConfig::default(),
+            recovery_code_count: crate::credentials::recovery::DEFAULT_COUNT,
         }
     }
 }

@@ -121,6 +121,9 @@ pub struct FlowState {
     pub issued_at: DateTime<Utc>,
     #[serde(default)]
     pub otp: Option<OtpChoice>,
+    /// Account recovery flows: the login ID, its user (if any) and the destination.
+    #[serde(default)]
+    pub recovery: Option<super::recovery::RecoveryState>,
     /// WebSocket channel of this flow's login links, made with the first link.
     #[serde(default)]
     pub ws_channel: Option<String>,
@@ -152,6 +155,7 @@ impl FlowState {
             oauth_x_ref: None,
             issued_at: now,
             otp: None,
+            recovery: None,
             ws_channel: None,
             verify_channel: None,
             totp_setup: None,

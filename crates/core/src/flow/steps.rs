@@ -14,6 +14,8 @@ use super::input::{Fit, choice, max_length_cause, string_member};
 use super::limits::Bucket;
 use super::oob;
 use super::otp::{CodeCheck, OtpSettings, Purpose};
+use super::recovery;
+use super::second_factor;
 use super::state::{FlowState, Identified, PasswordUse, complete_step, current_step};
 use crate::config::LockoutKind;
 use crate::credentials::login_id::{self, LoginIdProblem, NormalizedLoginId};
@@ -48,6 +50,10 @@ pub async fn on_enter(
 ) -> FlowResult<Entered> {
     match step.step_type {
         StepType::Verify => enter_verify(engine, ctx, step, state).await,
+        // A reauth flow knows its user from the session already (flow-config.md 7.2).
+        StepType::Identify if state.kind == FlowKind::Reauth && state.user_id.is_some() => {
+            Ok(Entered::Done(None))
+        }
         StepType::Identify => Ok(Entered::NeedsInput),
         StepType::Authenticate => {
             if !authenticate_options(engine, step, state).await?.is_empty() {
@@ -68,12 +74,16 @@ pub async fn on_enter(
             }
         }
         StepType::CheckAccountStatus => check_account_status(engine, state).await,
+        StepType::SelectDestination
+        | StepType::VerifyAccountRecoveryCode
+        | StepType::ResetPassword => Ok(Entered::NeedsInput),
         // Skipped in v1 (spec 8.18).
         StepType::TerminateOtherSessions => Ok(Entered::Done(None)),
         StepType::ChangePassword => match force_change_reason(step, state) {
             Some(_) => Ok(Entered::NeedsInput),
             None => Ok(Entered::Done(None)),
         },
+        StepType::ViewRecoveryCode => second_factor::enter_view_recovery_code(engine, state),
         other => Err(FlowError::InvalidFlowConfig(format!(
             "step type {} is not implemented yet",
             other.as_str()
@@ -97,6 +107,16 @@ pub async fn consume(
         }
         StepType::ChangePassword => change_password(engine, flow, step, state, input).await,
         StepType::Verify => verify(engine, ctx, flow, step, state, input).await,
+        StepType::SelectDestination => {
+            recovery::select(engine, ctx, flow, step, state, input).await
+        }
+        StepType::VerifyAccountRecoveryCode => {
+            recovery::verify(engine, ctx, flow, state, input).await
+        }
+        StepType::ResetPassword => recovery::reset(engine, flow, state, input).await,
+        StepType::ViewRecoveryCode => {
+            second_factor::confirm_recovery_codes(engine, flow, state, input)
+        }
         _ => Ok(Consumed::Misfit(Vec::new())),
     }
 }
@@ -104,6 +124,9 @@ pub async fn consume(
 pub async fn render(engine: &Engine, step: &StepDef, state: &FlowState) -> FlowResult<Action> {
     if let Some(choice) = state.active_otp() {
         return oob::render_choice(engine, step, state, choice).await;
+    }
+    if let Some(setup) = state.active_totp_setup() {
+        return second_factor::render_totp_setup(engine, state, setup);
     }
     Ok(match step.step_type {
         StepType::Identify => Action::Identify {
@@ -132,9 +155,7 @@ pub async fn render(engine: &Engine, step: &StepDef, state: &FlowState) -> FlowR
                 .into_iter()
                 .map(|o| CreateOption {
                     authentication: o.authentication,
-                    password_policy: o
-                        .target
-                        .is_none()
+                    password_policy: is_password(o.authentication)
                         .then(|| policy_json(&engine.settings.password_policy)),
                     otp: o
                         .target
@@ -151,6 +172,10 @@ pub async fn render(engine: &Engine, step: &StepDef, state: &FlowState) -> FlowR
             },
         },
         StepType::Verify => verify_action(engine, step, state).await?,
+        StepType::SelectDestination => recovery::render_select(step, state)?,
+        StepType::VerifyAccountRecoveryCode => recovery::render_verify(engine, state).await?,
+        StepType::ResetPassword => recovery::render_reset(engine, state)?,
+        StepType::ViewRecoveryCode => second_factor::render_view_recovery_code(engine, state)?,
         other => {
             return Err(FlowError::InvalidFlowConfig(format!(
                 "step type {} is not implemented yet",
@@ -217,6 +242,9 @@ async fn identify(
             return switch_signup_login(engine, ctx, step, branch, state, login_id_type, input)
                 .await;
         }
+        FlowKind::AccountRecovery => {
+            recovery::identify(engine, step, branch, state, login_id_type, login_id).await?;
+        }
         _ => identify_existing(engine, ctx, step, state, login_id_type, login_id).await?,
     }
     complete_step(flow, &mut state.cursor, Some(branch));
@@ -276,7 +304,7 @@ async fn identify_new(
     Ok(())
 }
 
-fn record_identified(
+pub(super) fn record_identified(
     state: &mut FlowState,
     step: &StepDef,
     login_id_type: LoginIdType,
@@ -293,7 +321,7 @@ fn record_identified(
     });
 }
 
-fn invalid_login_id(problem: LoginIdProblem) -> FlowError {
+pub(super) fn invalid_login_id(problem: LoginIdProblem) -> FlowError {
     let cause = match problem {
         LoginIdProblem::Format(format) => {
             Cause::new("/login_id", "format", json!({"format": format}))
@@ -505,6 +533,12 @@ pub async fn authenticate_options(
                 state,
             )
             .map(|x| Some(x.id.clone())),
+            // One option for all of the user's TOTP apps: the code picks the authenticator.
+            Authentication::SecondaryTotp => {
+                (!second_factor::usable_totp(&authenticators, state).is_empty()).then_some(None)
+            }
+            // Kept only with a companion and unused codes: decided below.
+            Authentication::RecoveryCode => Some(None),
             _ => None,
         };
         if let Some(authenticator_id) = offered {
@@ -516,7 +550,27 @@ pub async fn authenticate_options(
             });
         }
     }
+    retain_recovery_code(engine, state, &mut options).await?;
     Ok(options)
+}
+
+/// A recovery code stands in for another second factor and is never the only way in
+/// (17.3). The codes are looked up only when that other factor is offered, so logins of
+/// users without a second factor cost no query.
+async fn retain_recovery_code(
+    engine: &Engine,
+    state: &FlowState,
+    options: &mut Vec<AuthOption>,
+) -> FlowResult<()> {
+    let is_recovery = |o: &AuthOption| o.authentication == Authentication::RecoveryCode;
+    if !options.iter().any(is_recovery) {
+        return Ok(());
+    }
+    let companion = options.iter().any(|o| !is_recovery(o));
+    if !companion || !second_factor::has_unused_recovery_code(engine, state).await? {
+        options.retain(|o| !is_recovery(o));
+    }
+    Ok(())
 }
 
 fn password_buckets(engine: &Engine, ctx: &RequestContext, user_id: &str) -> Vec<Bucket> {
@@ -544,7 +598,7 @@ fn password_buckets(engine: &Engine, ctx: &RequestContext, user_id: &str) -> Vec
     buckets
 }
 
-fn password_member(input: &Value, key: &str) -> Result<String, Vec<Cause>> {
+pub(super) fn password_member(input: &Value, key: &str) -> Result<String, Vec<Cause>> {
     let value = string_member(input, key)?;
     if value.len() > MAX_PASSWORD_BYTES {
         return Err(vec![max_length_cause(key, MAX_PASSWORD_BYTES, value.len())]);
@@ -604,6 +658,24 @@ async fn authenticate(
         .into_iter()
         .find(|o| o.authentication.as_str() == chosen)
         .expect("chosen among options");
+    match option.authentication {
+        Authentication::SecondaryTotp => {
+            return second_factor::login_with_totp(engine, ctx, flow, state, option.branch, input)
+                .await;
+        }
+        Authentication::RecoveryCode => {
+            return second_factor::login_with_recovery_code(
+                engine,
+                ctx,
+                flow,
+                state,
+                option.branch,
+                input,
+            )
+            .await;
+        }
+        _ => {}
+    }
     let password = match password_member(input, "password") {
         Ok(p) => p,
         Err(causes) => return Ok(Consumed::Misfit(causes)),
@@ -704,7 +776,7 @@ fn record_password_use(
     });
 }
 
-async fn hash_password(engine: &Engine, password: String) -> FlowResult<String> {
+pub(super) async fn hash_password(engine: &Engine, password: String) -> FlowResult<String> {
     let hasher = engine.hasher.clone();
     let rng = engine.rng.clone();
     engine
@@ -749,13 +821,13 @@ async fn create_options(
             continue;
         };
         match a {
-            Authentication::PrimaryPassword | Authentication::SecondaryPassword => {
-                options.push(CreateOpt {
-                    authentication: a,
-                    branch: i,
-                    target: None,
-                })
-            }
+            Authentication::PrimaryPassword
+            | Authentication::SecondaryPassword
+            | Authentication::SecondaryTotp => options.push(CreateOpt {
+                authentication: a,
+                branch: i,
+                target: None,
+            }),
             _ if oob::oob_medium(a).is_some() => {
                 if let Some(target) = oob::create_target(engine, b, a, state).await? {
                     options.push(CreateOpt {
@@ -780,7 +852,7 @@ fn user_inputs(state: &FlowState) -> Vec<&str> {
         .collect()
 }
 
-fn enforce_policy(engine: &Engine, state: &FlowState, password: &str) -> FlowResult<()> {
+pub(super) fn enforce_policy(engine: &Engine, state: &FlowState, password: &str) -> FlowResult<()> {
     let violations = check_policy(
         &engine.settings.password_policy,
         password,
@@ -804,6 +876,9 @@ async fn create_authenticator(
     if state.active_otp().is_some() {
         return oob::consume_choice(engine, ctx, flow, state, input).await;
     }
+    if state.active_totp_setup().is_some() {
+        return second_factor::confirm_totp_setup(engine, ctx, flow, state, input).await;
+    }
     let options = create_options(engine, step, state).await?;
     let names: Vec<&str> = options.iter().map(|o| o.authentication.as_str()).collect();
     let chosen = match choice(input, "authentication", &names) {
@@ -815,6 +890,9 @@ async fn create_authenticator(
         .find(|o| o.authentication.as_str() == chosen)
         .expect("chosen among options");
     let (branch, authentication) = (option.branch, option.authentication);
+    if authentication == Authentication::SecondaryTotp {
+        return second_factor::start_totp_setup(engine, state, branch);
+    }
     if let Some(target) = option.target {
         return oob::choose_create(
             engine,
@@ -837,32 +915,25 @@ async fn create_authenticator(
     let user_id = state.user_id.clone().ok_or_else(|| {
         FlowError::InvalidFlowConfig("create_authenticator before identify".into())
     })?;
-    let now = engine.clock.now();
     let kind = if authentication == Authentication::PrimaryPassword {
         AuthenticatorKind::Primary
     } else {
         AuthenticatorKind::Secondary
     };
-    state.pending.authenticators.push(Authenticator {
-        id: token::random_id(&*engine.rng),
-        user_id: user_id.clone(),
-        kind,
-        authenticator_type: AuthenticatorType::Password,
-        data: json!({"password_hash": hash}),
-        created_at: now,
-        updated_at: now,
-    });
-    state.pending.password_history.push(PasswordHistoryEntry {
-        user_id,
-        password_hash: hash,
-        created_at: now,
-    });
+    stage_new_password(engine, state, &user_id, kind, hash);
     // The session of a signup is authenticated by the password just set.
     if !state.amr.iter().any(|m| m == "pwd") {
         state.amr.push("pwd".into());
     }
     complete_step(flow, &mut state.cursor, Some(branch));
     Ok(Consumed::Yes)
+}
+
+fn is_password(a: Authentication) -> bool {
+    matches!(
+        a,
+        Authentication::PrimaryPassword | Authentication::SecondaryPassword
+    )
 }
 
 fn force_change_reason<'a>(step: &StepDef, state: &'a FlowState) -> Option<&'a str> {
@@ -922,7 +993,41 @@ async fn change_password(
 }
 
 /// The current password is always refused; with history on, so are recent ones.
-async fn refuse_reused_password(
+/// A new password authenticator of `kind` and its history entry, written at finish.
+pub(super) fn stage_new_password(
+    engine: &Engine,
+    state: &mut FlowState,
+    user_id: &str,
+    kind: AuthenticatorKind,
+    hash: String,
+) {
+    let now = engine.clock.now();
+    state.pending.authenticators.push(Authenticator {
+        id: token::random_id(&*engine.rng),
+        user_id: user_id.to_string(),
+        kind,
+        authenticator_type: AuthenticatorType::Password,
+        data: json!({"password_hash": hash}),
+        created_at: now,
+        updated_at: now,
+    });
+    stage_password_history(engine, state, user_id, hash);
+}
+
+pub(super) fn stage_password_history(
+    engine: &Engine,
+    state: &mut FlowState,
+    user_id: &str,
+    hash: String,
+) {
+    state.pending.password_history.push(PasswordHistoryEntry {
+        user_id: user_id.to_string(),
+        password_hash: hash,
+        created_at: engine.clock.now(),
+    });
+}
+
+pub(super) async fn refuse_reused_password(
     engine: &Engine,
     state: &FlowState,
     authenticator_id: &str,

@@ -355,6 +355,18 @@ pub fn engine_page(
                 "a channel choice was not answered".into(),
             ));
         }
+        // The dialect's MFA states are not built yet (hanko-flow-api.md [v1-mfa]).
+        // Account recovery is not offered by this dialect yet (docs/hanko.md).
+        Action::CreateTotp { .. }
+        | Action::ViewRecoveryCode { .. }
+        | Action::SelectDestination { .. }
+        | Action::VerifyAccountRecoveryCode { .. }
+        | Action::ResetPassword { .. } => {
+            return Err(HankoError::FlowDiscontinuity(format!(
+                "{} is not offered by this dialect yet",
+                view.action.type_name()
+            )));
+        }
         Action::Finished => Page::new("success"),
     };
     Ok(page)

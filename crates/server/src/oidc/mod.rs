@@ -14,7 +14,7 @@ mod endpoints;
 mod error;
 mod grants;
 mod logout;
-mod params;
+pub(crate) mod params;
 mod token;
 
 use std::time::Duration;

@@ -139,6 +139,12 @@ async fn refresh_token(
     let mut grant = grants
         .use_refresh_token(token, &client.client_id, rotate, idle)
         .await?;
+    if !session_lives(app, &grant).await? {
+        grants.revoke_grant(&grant.id).await?;
+        return Err(OAuthError::InvalidGrant(
+            "the session of this grant has ended",
+        ));
+    }
     if let Some(requested) = params.get("scope") {
         grant.subject.scope = narrowed_scope(&grant.subject, requested)?;
     }
@@ -153,6 +159,16 @@ async fn refresh_token(
         body["refresh_token"] = json!(grants.issue_refresh_token(&grant, idle).await?);
     }
     Ok(body)
+}
+
+/// A refresh token belongs to the IdP session it was issued in: a revoked session (logout,
+/// password reset, disabled user) ends it. Expiry does not: offline access outlives the cookie.
+async fn session_lives(app: &AppState, grant: &Grant) -> Result<bool, OAuthError> {
+    let Some(sid) = &grant.subject.sid else {
+        return Ok(true);
+    };
+    let session = app.db.get_session(sid).await?;
+    Ok(session.is_some_and(|s| s.revoked_at.is_none()))
 }
 
 /// A refresh may ask for fewer scopes, never more (RFC 6749 6).
