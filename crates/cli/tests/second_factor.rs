@@ -556,3 +556,135 @@ async fn one_code_sent_to_two_flows_at_once_lets_one_in() -> Result<()> {
     }
     Ok(())
 }
+
+/// A browser of its own (its own cookie jar) on `server`.
+fn browser(server: &TestServer) -> FlowApi {
+    FlowApi::new(server.base_url(), server.new_client())
+}
+
+#[tokio::test]
+async fn a_device_token_skips_the_second_factor_in_that_browser_only() -> Result<()> {
+    for backend in backends() {
+        let server = start(backend, "  secondary_authentication_mode: required\n").await?;
+        let first = browser(&server);
+        let enrolled = signup_with_totp(&first, "dev@example.com").await?;
+        let second = login_until_second_factor(&first, "dev@example.com").await?;
+        assert_eq!(
+            second.at("/result/action/data/device_token_enabled"),
+            Some(&json!(true)),
+            "{backend}: {second}"
+        );
+        let code = totp::code_at_step(&enrolled.secret, enrolled.step + 1);
+        let done = input_ok(
+            &first,
+            &second,
+            json!({"authentication": "secondary_totp", "code": code, "request_device_token": true}),
+        )
+        .await?;
+        assert_eq!(done.action_type(), Some("finished"), "{done}");
+        let cookies: Vec<&str> = done
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let device = cookies
+            .iter()
+            .find(|c| c.starts_with("mfa_device_token="))
+            .with_context(|| format!("no device token cookie in {cookies:?}"))?;
+        let value = device["mfa_device_token=".len()..]
+            .split(';')
+            .next()
+            .unwrap();
+        assert_eq!(value.len(), 64);
+        assert!(value.chars().all(|c| CROCKFORD.contains(c)), "{device}");
+        for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=2592000"] {
+            assert!(device.contains(attribute), "{device} lacks {attribute}");
+        }
+
+        // The same browser: the password alone finishes the login.
+        let skipped = login_until_second_factor(&first, "dev@example.com").await?;
+        assert_eq!(
+            skipped.action_type(),
+            Some("finished"),
+            "{backend}: {skipped}"
+        );
+
+        // Another browser, or a forged token: the second factor is asked for.
+        let other = login_until_second_factor(&browser(&server), "dev@example.com").await?;
+        assert_eq!(other.action_type(), Some("authenticate"), "{other}");
+        let forged = server
+            .new_client()
+            .post(server.url("/api/v1/authentication_flows"))
+            .header("cookie", format!("mfa_device_token={}", "0".repeat(64)))
+            .json(&json!({"type": "login", "name": "default", "batch_input": [
+                {"identification": "email", "login_id": "dev@example.com"},
+                {"authentication": "primary_password", "password": PASSWORD},
+            ]}))
+            .send()
+            .await?;
+        let forged = ApiResponse::read(forged).await?;
+        assert_eq!(forged.action_type(), Some("authenticate"), "{forged}");
+
+        // Another user presenting this browser's token is still asked.
+        let stranger = browser(&server);
+        signup_with_totp(&stranger, "stranger@example.com").await?;
+        let with_token = server
+            .new_client()
+            .post(server.url("/api/v1/authentication_flows"))
+            .header("cookie", format!("mfa_device_token={value}"))
+            .json(&json!({"type": "login", "name": "default", "batch_input": [
+                {"identification": "email", "login_id": "stranger@example.com"},
+                {"authentication": "primary_password", "password": PASSWORD},
+            ]}))
+            .send()
+            .await?;
+        let with_token = ApiResponse::read(with_token).await?;
+        assert_eq!(
+            with_token.action_type(),
+            Some("authenticate"),
+            "{with_token}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn device_tokens_can_be_switched_off() -> Result<()> {
+    let server = start(
+        Backend::Sqlite,
+        "  secondary_authentication_mode: required\n  device_token: {disabled: true}\n",
+    )
+    .await?;
+    let api = browser(&server);
+    let enrolled = signup_with_totp(&api, "nodev@example.com").await?;
+    let second = login_until_second_factor(&api, "nodev@example.com").await?;
+    assert_eq!(
+        second.at("/result/action/data/device_token_enabled"),
+        Some(&json!(false))
+    );
+    let code = totp::code_at_step(&enrolled.secret, enrolled.step + 1);
+    let refused = api
+        .input(
+            second.state_token().unwrap(),
+            json!({"authentication": "secondary_totp", "code": code, "request_device_token": true}),
+        )
+        .await?;
+    assert_error(&refused, 400, "ValidationFailed");
+    let done = input_ok(
+        &api,
+        &second,
+        json!({"authentication": "secondary_totp", "code": code, "request_device_token": false}),
+    )
+    .await?;
+    assert_eq!(done.action_type(), Some("finished"));
+    assert!(
+        !done
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .any(|c| c.to_str().unwrap_or("").starts_with("mfa_device_token=")),
+        "a disabled device token was issued"
+    );
+    Ok(())
+}

@@ -61,6 +61,10 @@ impl AppState {
         RequestContext {
             ip: client_ip(peer.ip(), headers, &self.trusted_proxies).to_string(),
             session_secret: oidc::params::cookie(headers, &self.oidc.cookie_name),
+            device_token: oidc::params::cookie(
+                headers,
+                authflow_core::flow::device_token::COOKIE_NAME,
+            ),
         }
     }
 }

@@ -192,6 +192,10 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
         authentication_sms: authentication_otp(config, OtpChannel::Sms),
         login_link_valid: config.authenticator.oob_otp.email.valid_periods.link,
         account_recovery: recovery_settings(config),
+        device_token: authflow_core::flow::device_token::DeviceTokenSettings {
+            disabled: auth.device_token.disabled,
+            lifetime: Duration::from_secs(u64::from(auth.device_token.expire_in_days) * 24 * 3600),
+        },
         email_otp_form: match config.authenticator.oob_otp.email.email_otp_mode {
             EmailOtpMode::Code => OtpForm::Code,
             EmailOtpMode::LoginLink => OtpForm::Link,

@@ -35,6 +35,8 @@ const MAX_AUTO_ADVANCES: usize = 100;
 pub struct RequestContext {
     /// Client IP (after trusted-proxy resolution), the key of per-IP limits.
     pub ip: String,
+    /// The `mfa_device_token` cookie's value, if any (spec 10).
+    pub device_token: Option<String>,
     /// The IdP session cookie's value, if the request carried one (reauth flows).
     pub session_secret: Option<String>,
 }
@@ -618,6 +620,9 @@ impl Engine {
             }
             other => FlowError::Store(other),
         })?;
+        if state.device_token_requested {
+            cookies.push(super::device_token::issue(self, &user_id).await?);
+        }
         let finish_redirect_uri = match &oauth_session {
             Some(s) => Some(
                 self.finish_redirect(state, s, &user_id, session_id.as_deref())

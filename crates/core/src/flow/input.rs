@@ -10,7 +10,7 @@ pub enum Fit<T> {
     Misfit(Vec<Cause>),
 }
 
-fn json_type_name(v: &Value) -> &'static str {
+pub fn json_type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "boolean",

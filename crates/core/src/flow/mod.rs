@@ -2,6 +2,7 @@
 
 pub mod action;
 pub mod def;
+pub mod device_token;
 pub mod engine;
 pub mod error;
 mod input;

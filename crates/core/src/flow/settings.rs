@@ -100,6 +100,8 @@ pub struct EngineSettings {
     pub authentication_sms: OtpSettings,
     /// Lifetime of a login link (`authenticator.oob_otp.email.valid_periods.link`).
     pub login_link_valid: Duration,
+    /// `authentication.device_token`.
+    pub device_token: super::device_token::DeviceTokenSettings,
     /// `forgot_password`: account recovery flows.
     pub account_recovery: super::recovery::RecoverySettings,
     /// `link` when `email_otp_mode: login_link`.
@@ -155,6 +157,7 @@ impl Default for EngineSettings {
             authentication_sms: OtpSettings::default(),
             login_link_valid: Duration::from_secs(20 * 60),
             account_recovery: super::recovery::RecoverySettings::default(),
+            device_token: super::device_token::DeviceTokenSettings::default(),
             email_otp_form: OtpForm::Code,
             phone_channels: vec![Channel::Sms],
             public_origin: "http://127.0.0.1:3000".into(),

@@ -124,6 +124,9 @@ pub struct FlowState {
     /// Account recovery flows: the login ID, its user (if any) and the destination.
     #[serde(default)]
     pub recovery: Option<super::recovery::RecoveryState>,
+    /// A secondary authentication asked for a device token (issued at finish).
+    #[serde(default)]
+    pub device_token_requested: bool,
     /// WebSocket channel of this flow's login links, made with the first link.
     #[serde(default)]
     pub ws_channel: Option<String>,
@@ -156,6 +159,7 @@ impl FlowState {
             issued_at: now,
             otp: None,
             recovery: None,
+            device_token_requested: false,
             ws_channel: None,
             verify_channel: None,
             totp_setup: None,

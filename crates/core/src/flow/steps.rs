@@ -8,6 +8,7 @@ use super::def::{
     Authentication, BranchOption, Channel, FlowDef, FlowKind, Identification, OtpForm, StepDef,
     StepType,
 };
+use super::device_token;
 use super::engine::{Engine, RequestContext};
 use super::error::{Cause, FlowError, FlowResult};
 use super::input::{Fit, choice, max_length_cause, string_member};
@@ -56,6 +57,9 @@ pub async fn on_enter(
         }
         StepType::Identify => Ok(Entered::NeedsInput),
         StepType::Authenticate => {
+            if let Some(branch) = device_token::satisfied_branch(engine, ctx, step, state).await? {
+                return Ok(Entered::Done(Some(branch)));
+            }
             if !authenticate_options(engine, step, state).await?.is_empty() {
                 Ok(Entered::NeedsInput)
             } else if step.optional {
@@ -147,7 +151,7 @@ pub async fn render(engine: &Engine, step: &StepDef, state: &FlowState) -> FlowR
                     authentication: o.authentication,
                 })
                 .collect(),
-            device_token_enabled: false,
+            device_token_enabled: device_token::enabled(engine, step),
         },
         StepType::CreateAuthenticator => Action::CreateAuthenticator {
             options: create_options(engine, step, state)
@@ -623,6 +627,10 @@ async fn authenticate(
         Fit::Fits(v) => v,
         Fit::Misfit(causes) => return Ok(Consumed::Misfit(causes)),
     };
+    // Kept only if this input's authentication succeeds: a refused input leaves no state.
+    if device_token::requested(engine, step, input)? {
+        state.device_token_requested = true;
+    }
     let is_oob = options
         .iter()
         .any(|o| o.authentication.as_str() == chosen && o.oob.is_some());
