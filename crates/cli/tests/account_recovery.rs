@@ -404,3 +404,40 @@ async fn recovery_can_be_switched_off() -> Result<()> {
     assert_eq!(r.str_at("/error/info/cause/kind"), Some("FeatureDisabled"));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_disabled_user_cannot_finish_a_recovery() -> Result<()> {
+    for backend in backends() {
+        let server = start(backend, BOTH_FORMS).await?;
+        let api = server.api();
+        api.signup_with_password("dora@example.com", PASSWORD)
+            .await?
+            .ensure_status(200)?;
+        let config = server.config_path().to_str().context("config")?.to_string();
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_authflow"));
+        let out = authflow_testkit::run_bin(
+            bin,
+            &["user", "disable", "--config", &config, "dora@example.com"],
+        )
+        .await?;
+        assert!(
+            out.status.success(),
+            "{}",
+            authflow_testkit::stderr_text(&out)
+        );
+        let verify = recover(&api, "dora@example.com", 0).await?;
+        let code = last_message_to(&api, "dora@example.com").await?["code"]
+            .as_str()
+            .context("code")?
+            .to_string();
+        let reset = input_ok(&api, &verify, json!({"account_recovery_code": code})).await?;
+        let refused = api
+            .input(
+                reset.state_token().unwrap(),
+                json!({"new_password": NEW_PASSWORD}),
+            )
+            .await?;
+        assert_error(&refused, 403, "DisabledUser");
+    }
+    Ok(())
+}

@@ -49,6 +49,9 @@ const FILE_SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// Expired entries removed from memory per operation at most, so no request pays for a
 /// large sweep (expiry is checked on read anyway; this only frees memory).
 const SWEEP_PER_OPERATION: usize = 64;
+/// How long `open` waits for a serve lock that a store of this process, just dropped, is
+/// still releasing (its writer flushes first); another server holds it for good.
+const LOCK_PATIENCE: Duration = Duration::from_secs(3);
 
 /// See the module documentation.
 pub struct MemoryStateStore {
@@ -353,7 +356,7 @@ impl MemoryStateStore {
         db: Arc<SqliteStore>,
         database_path: &Path,
     ) -> Result<MemoryStateStore, ConnectError> {
-        let lock_file = lock_database(database_path)?;
+        let lock_file = lock_with_patience(database_path).await?;
         let rows = db
             .load_live_state()
             .await
@@ -389,6 +392,18 @@ impl Drop for MemoryStateStore {
     fn drop(&mut self) {
         self.shared.closed.store(true, Ordering::Release);
         self.shared.wake.notify_one();
+    }
+}
+
+async fn lock_with_patience(database_path: &Path) -> Result<File, ConnectError> {
+    let deadline = Instant::now() + LOCK_PATIENCE;
+    loop {
+        match lock_database(database_path) {
+            Err(ConnectError::Locked { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
     }
 }
 

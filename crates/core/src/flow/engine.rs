@@ -558,6 +558,16 @@ impl Engine {
         if state.is_new_user {
             self.take_signup_token(ctx).await?;
         }
+        if !state.is_new_user {
+            // No flow finishes for a disabled user, whatever its steps (spec 8.19).
+            if let Some(user) = self.db.get_user(&user_id).await?
+                && user.disabled
+            {
+                return Err(FlowError::DisabledUser {
+                    reason: user.disabled_reason,
+                });
+            }
+        }
         if state.kind == FlowKind::AccountRecovery {
             super::recovery::consume_at_finish(self, state).await?;
         }
