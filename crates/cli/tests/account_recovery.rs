@@ -346,6 +346,19 @@ async fn a_link_opens_a_flow_at_reset_password_without_a_state_token() -> Result
         assert_error(&forged, 400, "PasswordResetFailed");
         assert!(forged.at("/result").is_none(), "{forged}");
 
+        // A made-up code on the page's form is refused with the invalid-link page.
+        let made_up = server
+            .client()
+            .post(server.url("/authflow/v2/reset_password"))
+            .form(&[
+                ("code", "0123456789ABCDEFGHJKMNPQRSTVWXYZ"),
+                ("new_password", NEW_PASSWORD),
+            ])
+            .send()
+            .await?;
+        assert_eq!(made_up.status(), 400);
+        assert!(made_up.text().await?.contains("Invalid link"));
+
         // The page's form: a weak password is refused and the form shown again.
         let weak = server
             .client()

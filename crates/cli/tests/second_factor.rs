@@ -671,6 +671,17 @@ async fn device_tokens_can_be_switched_off() -> Result<()> {
         )
         .await?;
     assert_error(&refused, 400, "ValidationFailed");
+    let not_a_bool = api
+        .input(
+            second.state_token().unwrap(),
+            json!({"authentication": "secondary_totp", "code": code, "request_device_token": "yes"}),
+        )
+        .await?;
+    assert_error(&not_a_bool, 400, "ValidationFailed");
+    assert_eq!(
+        not_a_bool.str_at("/error/info/causes/0/location"),
+        Some("/request_device_token")
+    );
     let done = input_ok(
         &api,
         &second,

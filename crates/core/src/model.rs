@@ -194,6 +194,18 @@ pub struct Session {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+impl Session {
+    /// Not revoked, not expired, and (with an idle timeout) used recently enough.
+    pub fn is_live(&self, now: DateTime<Utc>, idle_timeout: Option<std::time::Duration>) -> bool {
+        let idle_ok = idle_timeout.is_none_or(|idle| {
+            self.last_accessed_at
+                + chrono::Duration::from_std(idle).unwrap_or(chrono::Duration::MAX)
+                > now
+        });
+        self.revoked_at.is_none() && now < self.expires_at && idle_ok
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Organization {
     pub id: String,

@@ -103,10 +103,17 @@ fn recovery_settings(config: &Config) -> authflow_core::flow::recovery::Recovery
         email: otp(OtpChannel::Email),
         sms: otp(OtpChannel::Sms),
         link_valid: f.valid_periods.link,
-        email_trigger_per_ip: limit(f.rate_limits.trigger_per_ip(OtpChannel::Email)),
-        email_validate_per_ip: limit(f.rate_limits.validate_per_ip(OtpChannel::Email)),
-        sms_trigger_per_ip: limit(f.rate_limits.trigger_per_ip(OtpChannel::Sms)),
-        sms_validate_per_ip: limit(f.rate_limits.validate_per_ip(OtpChannel::Sms)),
+        email_limits: recovery_limits(config, OtpChannel::Email),
+        sms_limits: recovery_limits(config, OtpChannel::Sms),
+    }
+}
+
+fn recovery_limits(config: &Config, c: OtpChannel) -> OtpLimits {
+    let r = &config.forgot_password.rate_limits;
+    OtpLimits {
+        trigger_per_ip: limit(r.trigger_per_ip(c)),
+        validate_per_ip: limit(r.validate_per_ip(c)),
+        ..OtpLimits::default()
     }
 }
 

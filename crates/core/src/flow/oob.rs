@@ -486,17 +486,11 @@ fn purpose_limits(
             otp_bucket_names!("OOBOTP", "SMS", "authentication.oob_otp.sms"),
         ),
         (Purpose::AccountRecovery, true) => (
-            OtpLimits {
-                trigger_per_ip: engine.settings.account_recovery.email_trigger_per_ip,
-                ..OtpLimits::default()
-            },
+            engine.settings.account_recovery.email_limits,
             otp_bucket_names!("ForgotPassword", "Email", "forgot_password.email"),
         ),
         (Purpose::AccountRecovery, false) => (
-            OtpLimits {
-                trigger_per_ip: engine.settings.account_recovery.sms_trigger_per_ip,
-                ..OtpLimits::default()
-            },
+            engine.settings.account_recovery.sms_limits,
             otp_bucket_names!("ForgotPassword", "SMS", "forgot_password.sms"),
         ),
         (_, true) => (
@@ -594,6 +588,15 @@ pub fn send_buckets(
     buckets
 }
 
+/// What [`send_limited`] delivers.
+#[derive(Clone, Copy)]
+pub enum Delivery<'a> {
+    /// A code, or with a [`LinkSpec`] a link.
+    Message(Option<&'a LinkSpec>),
+    /// Nothing, with the same limits and cooldowns (account recovery of an unknown user).
+    Pretend,
+}
+
 /// Send a code (or link) through the rate limits, unless a cooldown holds it back
 /// (then nothing is sent and nothing is counted). Returns whether one was sent.
 #[allow(clippy::too_many_arguments)]
@@ -604,11 +607,11 @@ pub async fn send_limited(
     channel: Channel,
     target: &str,
     state: &FlowState,
-    link: Option<&LinkSpec>,
+    delivery: Delivery<'_>,
     explicit_resend: bool,
 ) -> FlowResult<bool> {
     let mut settings = settings_of(engine, purpose, channel);
-    if link.is_some() {
+    if matches!(delivery, Delivery::Message(Some(_))) {
         // Links live longer than codes (spec 9.2: 20 minutes by default).
         settings.code_valid = match purpose {
             Purpose::AccountRecovery => engine.settings.account_recovery.link_valid,
@@ -643,10 +646,20 @@ pub async fn send_limited(
         state.user_id.as_deref(),
     );
     engine.limiter.take_all(&buckets).await?;
-    engine
-        .otp
-        .send(purpose, channel, target, &state.flow_id, settings, link)
-        .await
+    match delivery {
+        Delivery::Message(link) => {
+            engine
+                .otp
+                .send(purpose, channel, target, &state.flow_id, settings, link)
+                .await
+        }
+        Delivery::Pretend => {
+            engine
+                .otp
+                .pretend_send(purpose, target, &state.flow_id, settings)
+                .await
+        }
+    }
 }
 
 fn cooldown_name(purpose: Purpose, channel: Channel) -> String {
@@ -694,7 +707,7 @@ async fn send_if_ready(
         channel,
         &choice.target,
         state,
-        link.as_ref(),
+        Delivery::Message(link.as_ref()),
         explicit_resend,
     )
     .await?;
@@ -781,14 +794,15 @@ pub async fn consume_choice(
     }
 }
 
-fn validate_buckets(
+/// Buckets a wrong code takes from; per user and IP only when the user is known.
+pub fn validate_buckets(
     engine: &Engine,
     ctx: &RequestContext,
-    choice: &OtpChoice,
-    user_id: &str,
+    purpose: Purpose,
+    channel: Channel,
+    user_id: Option<&str>,
 ) -> Vec<Bucket> {
-    let channel = choice.channel.unwrap_or(Channel::Email);
-    let (limits, names) = purpose_limits(engine, choice.purpose, channel);
+    let (limits, names) = purpose_limits(engine, purpose, channel);
     [
         bucket(
             names.validate_per_ip,
@@ -796,12 +810,14 @@ fn validate_buckets(
             &ctx.ip,
             limits.validate_per_ip,
         ),
-        bucket(
-            names.validate_per_user_per_ip,
-            names.group,
-            &format!("{user_id}:{}", ctx.ip),
-            limits.validate_per_user_per_ip,
-        ),
+        user_id.and_then(|u| {
+            bucket(
+                names.validate_per_user_per_ip,
+                names.group,
+                &format!("{u}:{}", ctx.ip),
+                limits.validate_per_user_per_ip,
+            )
+        }),
     ]
     .into_iter()
     .flatten()
@@ -824,7 +840,8 @@ async fn check_code(
             .ensure_unlocked(LockoutKind::OobOtp, &user_id, &ctx.ip)
             .await?;
     }
-    let buckets = validate_buckets(engine, ctx, choice, &user_id);
+    let channel = choice.channel.unwrap_or(Channel::Email);
+    let buckets = validate_buckets(engine, ctx, choice.purpose, channel, Some(&user_id));
     engine.limiter.take_all(&buckets).await?;
     let settings = settings_of(
         engine,

@@ -310,16 +310,6 @@ impl OtpService {
         Ok(n > i64::from(settings.max_failures))
     }
 
-    /// Whether wrong codes for `target` reached the limit.
-    pub async fn failures_exceeded(
-        &self,
-        purpose: Purpose,
-        target: &str,
-        settings: OtpSettings,
-    ) -> FlowResult<bool> {
-        Ok(self.failures(purpose, target).await? >= settings.max_failures)
-    }
-
     fn cooldown_keys(purpose: Purpose, target: &str, flow_id: &str) -> [String; 2] {
         [
             format!("otpcd:{}:{target}", purpose.as_str()),
@@ -371,6 +361,47 @@ impl OtpService {
             .await
     }
 
+    /// Start the cooldowns of a send (per target, per flow); false when one already runs.
+    async fn claim_send_slot(
+        &self,
+        purpose: Purpose,
+        target: &str,
+        flow_id: &str,
+        settings: OtpSettings,
+    ) -> FlowResult<bool> {
+        let [per_target, per_flow] = Self::cooldown_keys(purpose, target, flow_id);
+        if self.store.get(&per_flow).await?.is_some() {
+            return Ok(false);
+        }
+        // The value is the cooldown's end, so that a state shows it even when the code of
+        // another flow (already used) started it.
+        let until = (self.clock.now()
+            + chrono::Duration::from_std(settings.cooldown).unwrap_or_default())
+        .to_rfc3339();
+        if !self
+            .store
+            .put_if_absent(&per_target, &until, settings.cooldown)
+            .await?
+        {
+            return Ok(false);
+        }
+        self.store.put(&per_flow, &until, settings.cooldown).await?;
+        Ok(true)
+    }
+
+    /// Everything a send does but the message: the cooldowns start as for a real one.
+    /// For destinations that must look as if they exist (account recovery, unknown user).
+    pub async fn pretend_send(
+        &self,
+        purpose: Purpose,
+        target: &str,
+        flow_id: &str,
+        settings: OtpSettings,
+    ) -> FlowResult<bool> {
+        self.claim_send_slot(purpose, target, flow_id, settings)
+            .await
+    }
+
     /// [`OtpService::send_code`], as a code or (with `link`) as a link.
     pub async fn send(
         &self,
@@ -381,23 +412,13 @@ impl OtpService {
         settings: OtpSettings,
         link: Option<&LinkSpec>,
     ) -> FlowResult<bool> {
-        let [per_target, per_flow] = Self::cooldown_keys(purpose, target, flow_id);
-        if self.store.get(&per_flow).await?.is_some() {
-            return Ok(false);
-        }
-        let now = self.clock.now();
-        // The value is the cooldown's end, so that a state shows it even when the code of
-        // another flow (already used) started it.
-        let until =
-            (now + chrono::Duration::from_std(settings.cooldown).unwrap_or_default()).to_rfc3339();
         if !self
-            .store
-            .put_if_absent(&per_target, &until, settings.cooldown)
+            .claim_send_slot(purpose, target, flow_id, settings)
             .await?
         {
             return Ok(false);
         }
-        self.store.put(&per_flow, &until, settings.cooldown).await?;
+        let now = self.clock.now();
         let code = match link {
             Some(_) => token::link_code(&*self.rng),
             None => token::otp_code_digits(&*self.rng, 6),
@@ -511,7 +532,9 @@ impl OtpService {
             return Ok(CodeStatus {
                 can_resend_at: self.target_cooldown_end(purpose, target).await?.max(now),
                 approved: false,
-                failed_attempt_rate_limit_exceeded: false,
+                // Counted even without a code (see `count_phantom_failure`).
+                failed_attempt_rate_limit_exceeded: self.failures(purpose, target).await?
+                    >= settings.max_failures,
                 delivery: DeliveryStatus::Sent,
             });
         };

@@ -6,17 +6,6 @@ use super::engine::{Engine, RequestContext};
 use super::error::{FlowError, FlowResult};
 use super::state::FlowState;
 use crate::credentials::token;
-use crate::model::Session;
-
-/// Whether `session` may still be used: not revoked, not expired, not idle too long.
-fn is_live(engine: &Engine, session: &Session) -> bool {
-    let now = engine.clock.now();
-    let idle_ok = engine.settings.session.idle_timeout.is_none_or(|idle| {
-        session.last_accessed_at + chrono::Duration::from_std(idle).unwrap_or(chrono::Duration::MAX)
-            > now
-    });
-    session.revoked_at.is_none() && session.expires_at > now && idle_ok
-}
 
 /// Name the flow's user from the IdP session of the request; refuse a flow without one
 /// (`AuthenticationFlowNoUserID`) and a disabled user (`DisabledUser`).
@@ -32,7 +21,7 @@ pub async fn identify_from_session(
         .db
         .find_session_by_token_hash(&token::sha256_hex(secret))
         .await?
-        .filter(|s| is_live(engine, s))
+        .filter(|s| s.is_live(engine.clock.now(), engine.settings.session.idle_timeout))
         .ok_or(FlowError::NoUserId)?;
     match engine.db.get_user(&session.user_id).await? {
         Some(user) if user.disabled => Err(FlowError::DisabledUser {

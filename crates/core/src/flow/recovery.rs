@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -15,12 +14,11 @@ use super::def::{
     BranchOption, Channel, Destination, FlowDef, OnFailure, OtpForm, StepDef, StepType,
 };
 use super::engine::{Engine, RequestContext};
-use super::error::{Cause, FlowError, FlowResult, RateLimitHit};
+use super::error::{Cause, FlowError, FlowResult};
 use super::input::{required_cause, string_member};
-use super::limits::Bucket;
 use super::oob;
 use super::otp::{CodeCheck, LinkSpec, OtpSettings, Purpose};
-use super::settings::Limit;
+use super::settings::OtpLimits;
 use super::state::{FlowState, complete_step, current_step};
 use super::steps::{self, Consumed};
 use crate::credentials::login_id;
@@ -40,11 +38,9 @@ pub struct RecoverySettings {
     pub sms: OtpSettings,
     /// `forgot_password.valid_periods.link`.
     pub link_valid: Duration,
-    /// `forgot_password.rate_limits.{email,sms}.trigger_per_ip` / `.validate_per_ip`.
-    pub email_trigger_per_ip: Option<Limit>,
-    pub email_validate_per_ip: Option<Limit>,
-    pub sms_trigger_per_ip: Option<Limit>,
-    pub sms_validate_per_ip: Option<Limit>,
+    /// `forgot_password.rate_limits.{email,sms}`: `trigger_per_ip` and `validate_per_ip`.
+    pub email_limits: OtpLimits,
+    pub sms_limits: OtpLimits,
 }
 
 impl Default for RecoverySettings {
@@ -54,10 +50,8 @@ impl Default for RecoverySettings {
             email: OtpSettings::default(),
             sms: OtpSettings::default(),
             link_valid: Duration::from_secs(20 * 60),
-            email_trigger_per_ip: None,
-            email_validate_per_ip: None,
-            sms_trigger_per_ip: None,
-            sms_validate_per_ip: None,
+            email_limits: OtpLimits::default(),
+            sms_limits: OtpLimits::default(),
         }
     }
 }
@@ -71,17 +65,14 @@ impl RecoverySettings {
     }
 }
 
-/// What an account recovery flow has learnt so far.
+/// What an account recovery flow has learnt so far. The flow's `user_id` is `None` when
+/// no user has the login ID: the flow goes on, and nothing is ever sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecoveryState {
     pub login_id_type: LoginIdType,
     /// The normalized login ID: where codes go.
     pub target: String,
-    /// `None` when no user has the login ID: the flow goes on, nothing is ever sent.
-    pub user_id: Option<String>,
     pub destination: Option<Destination>,
-    /// Cooldown end of a send to an unknown login ID (what a real send would show).
-    pub phantom_resend_at: Option<DateTime<Utc>>,
     /// The code that passed `verify_account_recovery_code`; spent at finish (spec 8.15).
     #[serde(default)]
     pub proven_code: Option<String>,
@@ -120,14 +111,11 @@ pub async fn identify(
             existing_identities: Vec::new(),
         });
     }
-    let user_id = identity.map(|i| i.user_id);
-    state.user_id.clone_from(&user_id);
+    state.user_id = identity.map(|i| i.user_id);
     state.recovery = Some(RecoveryState {
         login_id_type,
         target: normalized.normalized.clone(),
-        user_id,
         destination: None,
-        phantom_resend_at: None,
         proven_code: None,
     });
     steps::record_identified(state, step, login_id_type, &key.key, normalized);
@@ -233,8 +221,8 @@ pub async fn select(
     Ok(Consumed::Yes)
 }
 
-/// Send the recovery message to the chosen destination; for an unknown login ID, only
-/// remember when a resend would be allowed.
+/// Send the recovery message to the chosen destination; for an unknown login ID, pretend
+/// to: the same limits and cooldowns apply, nothing goes out.
 async fn send(
     engine: &Engine,
     ctx: &RequestContext,
@@ -245,22 +233,14 @@ async fn send(
     let destination = recovery
         .destination
         .ok_or_else(|| FlowError::InvalidFlowConfig("no destination chosen".into()))?;
-    let settings = engine.settings.account_recovery.otp(destination.channel);
-    if recovery.user_id.is_none() {
-        // Count what a real send counts, so that limits answer alike.
-        take_ip_token(engine, ctx, destination.channel, Counted::Trigger).await?;
-        return phantom_send(
-            engine,
-            state,
-            settings,
-            destination.channel,
-            explicit_resend,
-        );
-    }
     let link = (destination.otp_form == OtpForm::Link).then(|| LinkSpec {
         page_url: format!("{}{RESET_LINK_PATH}", engine.settings.public_origin),
         ws_channel: String::new(),
     });
+    let delivery = match state.user_id {
+        Some(_) => oob::Delivery::Message(link.as_ref()),
+        None => oob::Delivery::Pretend,
+    };
     oob::send_limited(
         engine,
         ctx,
@@ -268,97 +248,10 @@ async fn send(
         destination.channel,
         &recovery.target,
         state,
-        link.as_ref(),
+        delivery,
         explicit_resend,
     )
     .await?;
-    Ok(())
-}
-
-fn phantom_send(
-    engine: &Engine,
-    state: &mut FlowState,
-    settings: OtpSettings,
-    channel: Channel,
-    explicit_resend: bool,
-) -> FlowResult<()> {
-    let now = engine.clock.now();
-    let Some(r) = state.recovery.as_mut() else {
-        return Ok(());
-    };
-    match r.phantom_resend_at {
-        Some(at) if at > now => {
-            if explicit_resend {
-                return Err(cooldown_error(channel));
-            }
-        }
-        _ => {
-            r.phantom_resend_at =
-                Some(now + chrono::Duration::from_std(settings.cooldown).unwrap_or_default());
-        }
-    }
-    Ok(())
-}
-
-fn cooldown_error(channel: Channel) -> FlowError {
-    let c = if channel == Channel::Email {
-        "Email"
-    } else {
-        "SMS"
-    };
-    FlowError::RateLimited(RateLimitHit {
-        bucket_name: format!("ForgotPasswordCooldown{c}"),
-        limit: None,
-    })
-}
-
-#[derive(Clone, Copy)]
-enum Counted {
-    /// Messages sent (`trigger_per_ip`).
-    Trigger,
-    /// Wrong codes (`validate_per_ip`).
-    Validate,
-}
-
-/// A token of a `forgot_password.rate_limits.{email,sms}` per-IP bucket.
-async fn take_ip_token(
-    engine: &Engine,
-    ctx: &RequestContext,
-    channel: Channel,
-    counted: Counted,
-) -> FlowResult<()> {
-    let s = &engine.settings.account_recovery;
-    let email = channel == Channel::Email;
-    let (limit, name, path, group) = match (counted, email) {
-        (Counted::Trigger, true) => (
-            s.email_trigger_per_ip,
-            "ForgotPasswordTriggerEmailPerIP",
-            "forgot_password.email.trigger_per_ip",
-            "forgot_password.email",
-        ),
-        (Counted::Trigger, false) => (
-            s.sms_trigger_per_ip,
-            "ForgotPasswordTriggerSMSPerIP",
-            "forgot_password.sms.trigger_per_ip",
-            "forgot_password.sms",
-        ),
-        (Counted::Validate, true) => (
-            s.email_validate_per_ip,
-            "ForgotPasswordValidateEmailPerIP",
-            "forgot_password.email.validate_per_ip",
-            "forgot_password.email",
-        ),
-        (Counted::Validate, false) => (
-            s.sms_validate_per_ip,
-            "ForgotPasswordValidateSMSPerIP",
-            "forgot_password.sms.validate_per_ip",
-            "forgot_password.sms",
-        ),
-    };
-    if let Some(limit) = limit {
-        let bucket = Bucket::new(name, &ctx.ip, limit, Some((path, group)));
-        engine.limiter.take(&bucket).await?;
-    }
     Ok(())
 }
 
@@ -368,27 +261,11 @@ pub async fn render_verify(engine: &Engine, state: &FlowState) -> FlowResult<Act
         .destination
         .ok_or_else(|| FlowError::InvalidFlowConfig("no destination chosen".into()))?;
     let settings = engine.settings.account_recovery.otp(destination.channel);
-    let (can_resend_at, exceeded) = match &recovery.user_id {
-        Some(_) => {
-            let status = engine
-                .otp
-                .status(Purpose::AccountRecovery, &recovery.target, settings)
-                .await?;
-            (
-                status.can_resend_at,
-                status.failed_attempt_rate_limit_exceeded,
-            )
-        }
-        None => (
-            recovery
-                .phantom_resend_at
-                .unwrap_or_else(|| engine.clock.now()),
-            engine
-                .otp
-                .failures_exceeded(Purpose::AccountRecovery, &recovery.target, settings)
-                .await?,
-        ),
-    };
+    // Known or not, the cooldown and failure counters of the target answer alike.
+    let status = engine
+        .otp
+        .status(Purpose::AccountRecovery, &recovery.target, settings)
+        .await?;
     Ok(Action::VerifyAccountRecoveryCode {
         masked_display_name: steps::mask(destination.channel, &recovery.target),
         channel: destination.channel,
@@ -398,8 +275,8 @@ pub async fn render_verify(engine: &Engine, state: &FlowState) -> FlowResult<Act
         } else {
             6
         },
-        can_resend_at,
-        failed_attempt_rate_limit_exceeded: exceeded,
+        can_resend_at: status.can_resend_at,
+        failed_attempt_rate_limit_exceeded: status.failed_attempt_rate_limit_exceeded,
     })
 }
 
@@ -471,7 +348,7 @@ async fn check(
     if code.is_empty() || code.len() > 64 {
         return Err(reset_failed("InvalidCode"));
     }
-    let outcome = match &recovery.user_id {
+    let outcome = match &state.user_id {
         Some(_) => {
             engine
                 .otp
@@ -496,7 +373,9 @@ async fn check(
         CodeCheck::Revoked => Err(reset_failed("InvalidCode")),
         CodeCheck::Wrong | CodeCheck::NotFound => {
             // Wrong recovery codes count per IP (default 60 per minute).
-            take_ip_token(engine, ctx, channel, Counted::Validate).await?;
+            let buckets =
+                oob::validate_buckets(engine, ctx, Purpose::AccountRecovery, channel, None);
+            engine.limiter.take_all(&buckets).await?;
             if engine.state_store.get(&used_key(code)).await?.is_some() {
                 Err(reset_failed("UsedCode"))
             } else {
@@ -533,7 +412,8 @@ pub async fn reset(
         Ok(p) => p,
         Err(causes) => return Ok(Consumed::Misfit(causes)),
     };
-    let user_id = recovery_of(state)?
+    recovery_of(state)?;
+    let user_id = state
         .user_id
         .clone()
         .ok_or_else(|| reset_failed("InvalidCode"))?;

@@ -1185,7 +1185,7 @@ async fn enter_verify(
             channel,
             &value,
             state,
-            None,
+            oob::Delivery::Message(None),
             false,
         )
         .await?;
@@ -1249,7 +1249,7 @@ async fn choose_verify_channel(
         channel,
         value,
         state,
-        None,
+        oob::Delivery::Message(None),
         false,
     )
     .await?;
@@ -1286,7 +1286,7 @@ async fn verify(
                 channel,
                 &value,
                 state,
-                None,
+                oob::Delivery::Message(None),
                 true,
             )
             .await?;

@@ -136,8 +136,7 @@ async fn live_session(
     let live = same_token
         && session.kind == SessionKind::AuthApi
         && session.org_id == caller.org.id
-        && session.revoked_at.is_none()
-        && now < session.expires_at;
+        && session.is_live(now, None);
     if live {
         Ok(session)
     } else {

@@ -215,8 +215,7 @@ pub async fn validate(
         return Ok(None);
     };
     let live = session.kind == SessionKind::Hanko
-        && session.revoked_at.is_none()
-        && now < session.expires_at
+        && session.is_live(now, None)
         && constant_time_eq(sha256_hex(token).as_bytes(), session.token_hash.as_bytes());
     Ok(live.then_some(LiveSession { claims, session }))
 }
@@ -327,7 +326,7 @@ pub async fn sessions_of(
         .map_err(|e| HankoError::Technical(e.to_string()))?;
     Ok(list
         .into_iter()
-        .filter(|s| s.kind == SessionKind::Hanko && s.revoked_at.is_none() && now < s.expires_at)
+        .filter(|s| s.kind == SessionKind::Hanko && s.is_live(now, None))
         .map(|s| {
             json!({"id": s.id, "created_at": rfc3339(s.created_at),
                 "last_used": rfc3339(s.last_accessed_at), "expires_at": rfc3339(s.expires_at),

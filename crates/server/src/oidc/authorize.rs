@@ -330,15 +330,7 @@ pub async fn live_idp_session(
     };
     let hash = super::params::sha256_hex(&token);
     let session = app.db.find_session_by_token_hash(&hash).await?;
-    Ok(session.filter(|s| is_live(s, app.oidc.session_idle_timeout)))
-}
-
-fn is_live(s: &Session, idle: Option<std::time::Duration>) -> bool {
-    let now = chrono::Utc::now();
-    let idle_ok = idle.is_none_or(|idle| {
-        s.last_accessed_at + chrono::Duration::from_std(idle).unwrap_or(chrono::Duration::MAX) > now
-    });
-    s.revoked_at.is_none() && s.expires_at > now && idle_ok
+    Ok(session.filter(|s| s.is_live(chrono::Utc::now(), app.oidc.session_idle_timeout)))
 }
 
 /// Issue an authorization code and give the client redirect carrying it.
