@@ -948,3 +948,418 @@ async fn the_dialect_is_absent_unless_enabled() -> Result<()> {
     assert_eq!(h.get("/.well-known/jwks.json").await?.status, 404);
     Ok(())
 }
+
+/// CONFIG with a second factor every user must have (TOTP, the default secondary).
+const MFA_CONFIG: &str = "hanko_api:\n  enabled: true\nauthentication:\n  primary_authenticators: [password, oob_otp_email]\n  secondary_authentication_mode: required\n";
+
+/// `login_init` → `login_method_chooser` → `login_password` for `email`.
+async fn to_login_password(h: &Hanko, email: &str) -> Result<ApiResponse> {
+    let init = h.begin("login").await?;
+    let chooser = h
+        .act(
+            &init,
+            "continue_with_login_identifier",
+            json!({"email": email}),
+        )
+        .await?;
+    assert_state(&chooser, 200, "login_method_chooser");
+    let pw = h
+        .act(&chooser, "continue_to_password_login", json!({}))
+        .await?;
+    assert_state(&pw, 200, "login_password");
+    Ok(pw)
+}
+
+fn totp_code(secret: &str, step: u64) -> Result<String> {
+    use authflow_core::credentials::totp::{TotpSecret, code_at_step};
+    Ok(code_at_step(&TotpSecret::from_base32(secret)?, step))
+}
+
+fn assert_png_data_uri(uri: &str) -> Result<()> {
+    use base64::Engine as _;
+    let b64 = uri
+        .strip_prefix("data:image/png;base64,")
+        .with_context(|| format!("not a PNG data URI: {uri:.40}"))?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(b64)?;
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "PNG signature");
+    Ok(())
+}
+
+#[tokio::test]
+async fn totp_enrolment_at_registration_then_second_factor_at_login() -> Result<()> {
+    for backend in backends() {
+        let server = start(backend, MFA_CONFIG).await?;
+        let email = "mfa@example.com";
+        let h = Hanko::new(&server);
+        let init = h.begin("registration").await?;
+        let sent = h
+            .act(&init, "register_login_identifier", json!({"email": email}))
+            .await?;
+        let code = last_code_for(&server, email).await?;
+        let pw = h
+            .act(&sent, "verify_passcode", json!({"code": code}))
+            .await?;
+        let chooser = h
+            .act(&pw, "register_password", json!({"new_password": PASSWORD}))
+            .await?;
+        assert_state(&chooser, 200, "mfa_method_chooser");
+        let offered: Vec<&String> = chooser
+            .at("/actions")
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
+        assert_eq!(
+            offered,
+            ["continue_to_otp_secret_creation"],
+            "required: no skip, no back"
+        );
+
+        let first = h
+            .act(&chooser, "continue_to_otp_secret_creation", json!({}))
+            .await?;
+        assert_state(&first, 200, "mfa_otp_secret_creation");
+        let back = h.act(&first, "back", json!({})).await?;
+        assert_state(&back, 200, "mfa_method_chooser");
+        let setup = h
+            .act(&back, "continue_to_otp_secret_creation", json!({}))
+            .await?;
+        assert_state(&setup, 200, "mfa_otp_secret_creation");
+        let secret = setup
+            .str_at("/payload/otp_secret")
+            .context("otp_secret")?
+            .to_string();
+        assert_eq!(secret.len(), 32, "{setup}");
+        let uri = setup
+            .str_at("/payload/otpauth_uri")
+            .context("otpauth_uri")?;
+        assert!(
+            uri.starts_with("otpauth://totp/") && uri.contains(&format!("secret={secret}")),
+            "{uri}"
+        );
+        assert_png_data_uri(setup.str_at("/payload/otp_image_source").context("image")?)?;
+        assert_eq!(
+            setup.at("/actions/otp_code_verify/inputs/otp_code"),
+            Some(&json!({"name": "otp_code", "type": "string", "required": true}))
+        );
+
+        let step = authflow_core::credentials::totp::time_step(chrono::Utc::now());
+        let right = totp_code(&secret, step)?;
+        let wrong_code = different_code(&right);
+        let wrong = h
+            .act(&setup, "otp_code_verify", json!({"otp_code": wrong_code}))
+            .await?;
+        assert_state(&wrong, 400, "mfa_otp_secret_creation");
+        assert_eq!(wrong.str_at("/error/code"), Some("form_data_invalid_error"));
+        assert_eq!(
+            input_error(&wrong, "otp_code_verify", "otp_code"),
+            Some("otp_code_invalid")
+        );
+        assert_eq!(
+            wrong.str_at("/payload/otp_secret"),
+            Some(secret.as_str()),
+            "same secret"
+        );
+        let codes = h
+            .act(&wrong, "otp_code_verify", json!({"otp_code": right}))
+            .await?;
+        assert_state(&codes, 200, "mfa_recovery_codes");
+        let recovery_codes: Vec<String> = codes
+            .at("/payload/recovery_codes")
+            .and_then(Value::as_array)
+            .context("recovery_codes")?
+            .iter()
+            .filter_map(|c| c.as_str().map(str::to_string))
+            .collect();
+        assert_eq!(recovery_codes.len(), 16, "{codes}");
+        let done = h.act(&codes, "recovery_codes_confirm", json!({})).await?;
+        assert_state(&done, 200, "success");
+
+        // Login asks for the second factor; a recovery code works once.
+        let h = Hanko::new(&server);
+        let pw = to_login_password(&h, email).await?;
+        let otp = h
+            .act(&pw, "password_login", json!({"password": PASSWORD}))
+            .await?;
+        assert_state(&otp, 200, "login_otp");
+        assert!(otp.at("/actions/otp_code_validate").is_some(), "{otp}");
+        let wrong = h
+            .act(&otp, "otp_code_validate", json!({"otp_code": wrong_code}))
+            .await?;
+        assert_state(&wrong, 400, "login_otp");
+        assert_eq!(
+            input_error(&wrong, "otp_code_validate", "otp_code"),
+            Some("otp_code_invalid")
+        );
+        let done = h
+            .act(
+                &wrong,
+                "recovery_code_validate",
+                json!({"recovery_code": recovery_codes[0]}),
+            )
+            .await?;
+        assert_state(&done, 200, "success");
+
+        // The next time step's code from the app also logs in (the enrolment used `step`).
+        let h = Hanko::new(&server);
+        let pw = to_login_password(&h, email).await?;
+        let otp = h
+            .act(&pw, "password_login", json!({"password": PASSWORD}))
+            .await?;
+        let done = h
+            .act(
+                &otp,
+                "otp_code_validate",
+                json!({"otp_code": totp_code(&secret, step + 1)?}),
+            )
+            .await?;
+        assert_state(&done, 200, "success");
+        assert_eq!(
+            done.at("/payload/last_login"),
+            Some(&json!({"login_method": "password", "mfa_method": "totp"}))
+        );
+
+        // A reset password still needs the second factor before the session (spec 7.3).
+        let h = Hanko::new(&server);
+        let pw = to_login_password(&h, email).await?;
+        let sent = h
+            .act(&pw, "continue_to_passcode_confirmation_recovery", json!({}))
+            .await?;
+        assert_state(&sent, 200, "passcode_confirmation");
+        let code = last_code_for(&server, email).await?;
+        let reset = h
+            .act(&sent, "verify_passcode", json!({"code": code}))
+            .await?;
+        assert_state(&reset, 200, "login_password_recovery");
+        let otp = h
+            .act(
+                &reset,
+                "password_recovery",
+                json!({"new_password": "another good one 8"}),
+            )
+            .await?;
+        assert_state(&otp, 200, "login_otp");
+        let done = h
+            .act(
+                &otp,
+                "recovery_code_validate",
+                json!({"recovery_code": recovery_codes[1]}),
+            )
+            .await?;
+        assert_state(&done, 200, "success");
+        let amr = done
+            .at("/payload/claims/amr")
+            .and_then(Value::as_array)
+            .context("amr")?;
+        for m in ["pwd", "otp"] {
+            assert!(amr.contains(&json!(m)), "{m} in {amr:?}");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn recovery_by_passcode_from_login_password_resets_and_logs_in() -> Result<()> {
+    for backend in backends() {
+        let server = start(backend, CONFIG).await?;
+        let email = "forgetful@example.com";
+        let registered = register(&server, email).await?;
+        let old_jwt = registered
+            .header("x-auth-token")
+            .context("token")?
+            .to_string();
+        let mut h = Hanko::new(&server);
+
+        let pw = to_login_password(&h, email).await?;
+        assert!(
+            pw.at("/actions/continue_to_passcode_confirmation_recovery")
+                .is_some(),
+            "{pw}"
+        );
+        let sent = h
+            .act(&pw, "continue_to_passcode_confirmation_recovery", json!({}))
+            .await?;
+        assert_state(&sent, 200, "passcode_confirmation");
+        assert_eq!(sent.str_at("/payload/purpose"), Some("recovery"), "{sent}");
+        assert_eq!(sent.str_at("/payload/channel"), Some("email"));
+        // ui.forgot_password.email is a link by default; this dialect sends a code (8.2).
+        assert_eq!(sent.at("/payload/code_length"), Some(&json!(6)));
+        let code = last_code_for(&server, email).await?;
+        assert_eq!(code.len(), 6, "{code}");
+        let resend = h.act(&sent, "resend_passcode", json!({})).await?;
+        assert_state(&resend, 429, "passcode_confirmation");
+        let code = last_code_for(&server, email).await?;
+
+        let wrong = h
+            .act(
+                &resend,
+                "verify_passcode",
+                json!({"code": different_code(&code)}),
+            )
+            .await?;
+        assert_state(&wrong, 400, "passcode_confirmation");
+        assert_eq!(
+            input_error(&wrong, "verify_passcode", "code"),
+            Some("passcode_invalid")
+        );
+        let reset = h
+            .act(&wrong, "verify_passcode", json!({"code": code}))
+            .await?;
+        assert_state(&reset, 200, "login_password_recovery");
+        assert!(reset.at("/payload/password_policy").is_some(), "{reset}");
+        let short = h
+            .act(
+                &reset,
+                "password_recovery",
+                json!({"new_password": "short"}),
+            )
+            .await?;
+        assert_state(&short, 400, "login_password_recovery");
+        assert_eq!(
+            input_error(&short, "password_recovery", "new_password"),
+            Some("value_too_short_error")
+        );
+        let new_password = "a brand new secret 9";
+        let done = h
+            .act(
+                &short,
+                "password_recovery",
+                json!({"new_password": new_password}),
+            )
+            .await?;
+        assert_state(&done, 200, "success");
+        let amr = done
+            .at("/payload/claims/amr")
+            .and_then(Value::as_array)
+            .context("amr")?;
+        for m in ["pwd", "otp"] {
+            assert!(amr.contains(&json!(m)), "{m} in {amr:?}");
+        }
+        let new_jwt = done.header("x-auth-token").context("token")?.to_string();
+
+        // Other sessions ended; the new one is valid.
+        h.token = Some(old_jwt);
+        assert_eq!(
+            h.get("/sessions/validate").await?.body,
+            json!({"is_valid": false})
+        );
+        h.token = Some(new_jwt);
+        assert_eq!(
+            h.get("/sessions/validate").await?.at("/is_valid"),
+            Some(&json!(true))
+        );
+
+        // The old password is refused, the new one logs in.
+        let h = Hanko::new(&server);
+        let pw = to_login_password(&h, email).await?;
+        let refused = h
+            .act(&pw, "password_login", json!({"password": PASSWORD}))
+            .await?;
+        assert_state(&refused, 400, "login_password");
+        let done = h
+            .act(
+                &refused,
+                "password_login",
+                json!({"password": new_password}),
+            )
+            .await?;
+        assert_state(&done, 200, "success");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn recovery_for_an_unknown_email_looks_the_same_and_sends_nothing() -> Result<()> {
+    for backend in backends() {
+        let server = start(backend, CONFIG).await?;
+        register(&server, "known@example.com").await?;
+        let mut shapes = Vec::new();
+        for email in ["known@example.com", "nobody@example.com"] {
+            let h = Hanko::new(&server);
+            let pw = to_login_password(&h, email).await?;
+            let sent = h
+                .act(&pw, "continue_to_passcode_confirmation_recovery", json!({}))
+                .await?;
+            assert_state(&sent, 200, "passcode_confirmation");
+            let wrong = h
+                .act(&sent, "verify_passcode", json!({"code": "000001"}))
+                .await?;
+            assert_state(&wrong, 400, "passcode_confirmation");
+            assert_eq!(
+                input_error(&wrong, "verify_passcode", "code"),
+                Some("passcode_invalid")
+            );
+            let back = h.act(&wrong, "back", json!({})).await?;
+            assert_state(&back, 200, "login_password");
+            // A second recovery inside the cooldown sends nothing and says when it may.
+            let again = h
+                .act(
+                    &back,
+                    "continue_to_passcode_confirmation_recovery",
+                    json!({}),
+                )
+                .await?;
+            assert_state(&again, 200, "passcode_confirmation");
+            let wait = again.at("/payload/resend_after").and_then(Value::as_u64);
+            assert!(wait.is_some_and(|w| w > 0), "{again}");
+            let actions: Vec<String> = sent
+                .at("/actions")
+                .unwrap()
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            // resend_after is the same cooldown, read at slightly different instants.
+            let mut payload = sent.at("/payload").cloned().context("payload")?;
+            let wait = payload["resend_after"].take().as_u64();
+            assert!(wait.is_some_and(|w| (55..=60).contains(&w)), "{sent}");
+            shapes.push((payload, actions));
+        }
+        assert_eq!(shapes[0], shapes[1], "known and unknown answer alike");
+        assert_eq!(message_count(&server, "nobody@example.com").await?, 0);
+        assert_eq!(
+            message_count(&server, "known@example.com").await?,
+            2,
+            "registration and recovery"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn login_link_mode_sends_this_dialect_a_typed_code() -> Result<()> {
+    for backend in backends() {
+        let extra = format!(
+            "{CONFIG}authenticator:\n  oob_otp:\n    email: {{email_otp_mode: login_link}}\n"
+        );
+        let server = start(backend, &extra).await?;
+        let email = "typist@example.com";
+        register(&server, email).await?;
+        let h = Hanko::new(&server);
+        let init = h.begin("login").await?;
+        let chooser = h
+            .act(
+                &init,
+                "continue_with_login_identifier",
+                json!({"email": email}),
+            )
+            .await?;
+        let sent = h
+            .act(&chooser, "continue_to_passcode_confirmation", json!({}))
+            .await?;
+        assert_state(&sent, 200, "passcode_confirmation");
+        assert_eq!(sent.at("/payload/code_length"), Some(&json!(6)), "{sent}");
+        let code = last_code_for(&server, email).await?;
+        assert!(
+            code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
+            "{code}"
+        );
+        let done = h
+            .act(&sent, "verify_passcode", json!({"code": code}))
+            .await?;
+        assert_state(&done, 200, "success");
+    }
+    Ok(())
+}

@@ -65,6 +65,7 @@ impl AppState {
                 headers,
                 authflow_core::flow::device_token::COOKIE_NAME,
             ),
+            codes_only: false,
         }
     }
 }

@@ -39,6 +39,9 @@ pub struct RequestContext {
     pub device_token: Option<String>,
     /// The IdP session cookie's value, if the request carried one (reauth flows).
     pub session_secret: Option<String>,
+    /// The client shows typed codes only (the Hanko dialect, hanko-flow-api.md 8.2): a login
+    /// link or a link recovery destination sends a code instead.
+    pub codes_only: bool,
 }
 
 /// An error answering an input, with the unchanged state to echo (spec 4.3) when the

@@ -295,7 +295,11 @@ pub async fn choose_login(
         target: target.target,
         channels,
         channel,
-        form: login_form(engine, medium),
+        form: if ctx.codes_only {
+            OtpForm::Code
+        } else {
+            login_form(engine, medium)
+        },
         used_id: target.used_id,
         creates: None,
     });

@@ -202,7 +202,7 @@ pub async fn select(
         return Ok(Consumed::Misfit(Vec::new()));
     }
     let options = destinations(step, recovery_of(state)?);
-    let Some(destination) = index
+    let Some(mut destination) = index
         .as_u64()
         .and_then(|i| options.get(usize::try_from(i).ok()?))
         .cloned()
@@ -213,6 +213,9 @@ pub async fn select(
             json!({"actual": index, "maximum": options.len().saturating_sub(1)}),
         )]));
     };
+    if ctx.codes_only {
+        destination.otp_form = OtpForm::Code;
+    }
     if let Some(r) = state.recovery.as_mut() {
         r.destination = Some(destination);
     }

@@ -11,15 +11,15 @@ use chrono::Utc;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Map, Value, json};
 
-use authflow_core::flow::def::{FlowKind, Identification};
+use authflow_core::flow::def::{Authentication, FlowKind, Identification};
 use authflow_core::flow::limits::Bucket;
 use authflow_core::flow::{
-    CreateRequest, FlowError, InputError as EngineError, RequestContext, StateView,
+    Action, CreateRequest, FlowError, InputError as EngineError, RequestContext, StateView,
 };
 
 use super::HankoSettings;
 use super::error::{HankoError, InputCode, InputError, Mapped, Target, from_flow};
-use super::record::{self, FlowPath, FlowRecord, Pretend, Screen};
+use super::record::{self, FlowPath, FlowRecord, GivenLoginId, Pretend, Screen};
 use super::session::{self, LiveSession};
 use super::view::{self, Ctx, Exec, InputType, Offer, Page};
 use crate::AppState;
@@ -89,7 +89,10 @@ async fn handle(
     let call = Call {
         app: &app,
         settings: &settings,
-        ctx: app.request_context(peer, &headers),
+        ctx: RequestContext {
+            codes_only: true,
+            ..app.request_context(peer, &headers)
+        },
         path,
         headers: &headers,
     };
@@ -560,6 +563,7 @@ async fn execute(
             return rerender(call, record, current.live).await;
         }
         Exec::SessionDelete => return delete_session(call, record, current, &values).await,
+        Exec::StartRecovery => return start_recovery(call, record, current).await,
         Exec::Identify { options, guess } => {
             let (input_name, identification, value) =
                 chosen_identifier(options, *guess, &values).ok_or(HankoError::NotPermitted)?;
@@ -574,6 +578,10 @@ async fn execute(
                 )
                 .await;
             };
+            record.login_id = Some(GivenLoginId {
+                identification,
+                value: value.clone(),
+            });
             EngineCall {
                 input: json!({"identification": identification.as_str(), "login_id": value}),
                 movement: Move::Forward,
@@ -641,6 +649,30 @@ async fn execute(
             input_name: Some("otp_code"),
             username: false,
         },
+        Exec::ChooseTotp => EngineCall {
+            input: json!({"authentication": "secondary_totp"}),
+            movement: Move::Forward,
+            input_name: None,
+            username: false,
+        },
+        Exec::TotpSetup => EngineCall {
+            input: json!({"code": text(&values, "otp_code")}),
+            movement: Move::Past,
+            input_name: Some("otp_code"),
+            username: false,
+        },
+        Exec::ConfirmRecoveryCodes => EngineCall {
+            input: json!({"confirm_recovery_code": true}),
+            movement: Move::Past,
+            input_name: None,
+            username: false,
+        },
+        Exec::RecoveryPasscode => EngineCall {
+            input: json!({"account_recovery_code": text(&values, "code")}),
+            movement: Move::Past,
+            input_name: Some("code"),
+            username: false,
+        },
         Exec::RecoveryCode => EngineCall {
             input: json!({"authentication": "recovery_code", "recovery_code": text(&values, "recovery_code")}),
             movement: Move::Past,
@@ -651,10 +683,14 @@ async fn execute(
     let token = token.ok_or(HankoError::NotPermitted)?;
     let outcome = feed(call, &token, engine_call.input.clone()).await;
     match outcome {
+        Ok(view) if view.finished.is_some() && view.flow_kind == FlowKind::AccountRecovery => {
+            log_in_after_reset(call, record, text(&values, "new_password")).await
+        }
         Ok(view) => {
             if engine_call.movement == Move::Stay {
                 record.passcode_resent = true;
             }
+            record.totp_used |= offer.exec == Exec::Totp;
             advance_to(call, record, view, engine_call.movement).await
         }
         Err((error, intermediate)) => {
@@ -829,14 +865,97 @@ async fn start_engine(
     }
 }
 
-fn fatal_of(e: &FlowError) -> HankoError {
-    let target = Target {
+/// `continue_to_passcode_confirmation_recovery` (spec 8.1): an `account_recovery` flow for
+/// the identifier given at `login_init`; its destination is chosen automatically. A
+/// concealed (unknown) identifier runs it too: the engine then sends nothing but keeps the
+/// same cooldowns and answers, so the two cannot be told apart (spec 6.4).
+async fn start_recovery(
+    call: &Call<'_>,
+    record: FlowRecord,
+    current: Current,
+) -> Result<Response, HankoError> {
+    let given = record.login_id.clone().ok_or(HankoError::NotPermitted)?;
+    let request = CreateRequest {
+        kind: FlowKind::AccountRecovery,
+        name: call.settings.config.flows.account_recovery.as_str(),
+        url_query: None,
+        request_query: None,
+        batch_input: None,
+    };
+    let created = call
+        .app
+        .engine
+        .create(&call.ctx, request)
+        .await
+        .map_err(|e| fatal_of(&e.error))?;
+    let input = json!({"identification": given.identification.as_str(), "login_id": given.value});
+    match feed(call, &created.state_token, input).await {
+        Ok(view) => advance_to(call, record, view, Move::Forward).await,
+        // A sending limit: refused in `login_password`, which stays.
+        Err((e, _)) => match from_flow(&e.error, no_input_target(), Utc::now().timestamp()) {
+            Mapped::InState(e, _) => {
+                record::save(call.app.state_store.as_ref(), &record).await?;
+                Ok(state_response(&current.page, &record, Some(&e)))
+            }
+            Mapped::Fatal(e) => Err(e),
+            Mapped::Conceal => Err(HankoError::NotPermitted),
+        },
+    }
+}
+
+/// After a reset the user is logged in with the new password through the login flow, so
+/// its second factor, lockout and session rules apply (spec 7.3 `login_password_recovery`).
+async fn log_in_after_reset(
+    call: &Call<'_>,
+    mut record: FlowRecord,
+    new_password: &str,
+) -> Result<Response, HankoError> {
+    let given = record.login_id.clone().ok_or(HankoError::NotPermitted)?;
+    let request = CreateRequest {
+        kind: FlowKind::Login,
+        name: call.settings.config.flows.login.as_str(),
+        url_query: None,
+        request_query: None,
+        batch_input: None,
+    };
+    let fatal = |(e, _): (EngineError, Option<StateView>)| fatal_of(&e.error);
+    let created = call
+        .app
+        .engine
+        .create(&call.ctx, request)
+        .await
+        .map_err(|e| fatal_of(&e.error))?;
+    let input = json!({"identification": given.identification.as_str(), "login_id": given.value});
+    let identified = feed(call, &created.state_token, input)
+        .await
+        .map_err(fatal)?;
+    let offers_password = matches!(&identified.action,
+        Action::Authenticate { options, .. }
+            if options.iter().any(|o| o.authentication == Authentication::PrimaryPassword));
+    if !offers_password {
+        return Err(HankoError::FlowDiscontinuity(
+            "the login flow asks for no password after a reset".into(),
+        ));
+    }
+    let input = json!({"authentication": "primary_password", "password": new_password});
+    let view = feed(call, &identified.state_token, input)
+        .await
+        .map_err(fatal)?;
+    record.recovered = true;
+    advance_to(call, record, view, Move::Past).await
+}
+
+fn no_input_target() -> Target<'static> {
+    Target {
         input: None,
         username: false,
         hints: true,
         conceal_taken_email: false,
-    };
-    match from_flow(e, target, Utc::now().timestamp()) {
+    }
+}
+
+fn fatal_of(e: &FlowError) -> HankoError {
+    match from_flow(e, no_input_target(), Utc::now().timestamp()) {
         Mapped::Fatal(e) | Mapped::InState(e, _) => e,
         Mapped::Conceal => HankoError::NotPermitted,
     }
@@ -941,12 +1060,16 @@ async fn succeed(
     record: FlowRecord,
     finished: &authflow_core::flow::action::FinishedFlow,
 ) -> Result<Response, HankoError> {
+    let mut amr = finished.amr.clone();
+    if record.recovered && !amr.iter().any(|m| m == "otp") {
+        amr.push("otp".into());
+    }
     let issued = session::issue(
         call.app,
         call.settings,
         &finished.user_id,
         finished.session_id.as_deref(),
-        &finished.amr,
+        &amr,
     )
     .await?;
     record::delete(call.app.state_store.as_ref(), &record.id).await?;
@@ -958,7 +1081,7 @@ async fn succeed(
             "passcode"
         };
         payload["last_login"] = json!({"login_method": method});
-        if finished.amr.iter().any(|m| m == "totp") {
+        if record.totp_used {
             payload["last_login"]["mfa_method"] = json!("totp");
         }
     }

@@ -8,6 +8,7 @@
 
 pub mod error;
 mod flow;
+mod qr;
 mod record;
 mod session;
 mod view;
@@ -49,6 +50,9 @@ pub struct HankoSettings {
     pub pretend_passcode_email: bool,
     pub passcode_cooldown_secs: u64,
     pub prompt_remember_me: bool,
+    /// `login_password` offers recovery by a passcode to an email / a phone (spec 7.3).
+    pub recovery_by_email: bool,
+    pub recovery_by_phone: bool,
     /// The per-IP request limit's own bucket (spec 1).
     pub limiter: RateLimiter,
     /// 20 minutes (spec 5.2); tests shorten it with [`FLOW_LIFETIME_ENV`].
@@ -110,6 +114,10 @@ impl HankoSettings {
                 .trigger_cooldown
                 .as_secs(),
             prompt_remember_me: hanko.session.retention == SessionRetention::Prompt,
+            recovery_by_email: config.forgot_password.enabled
+                && !config.ui.forgot_password.email.is_empty(),
+            recovery_by_phone: config.forgot_password.enabled
+                && !config.ui.forgot_password.phone.is_empty(),
             limiter: RateLimiter::new(state_store),
             flow_lifetime: flow_lifetime(),
         }))

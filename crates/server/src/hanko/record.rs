@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use authflow_core::clock::{OsRandom, SecureRandom};
 use authflow_core::credentials::token::constant_time_eq;
+use authflow_core::flow::def::Identification;
 use authflow_core::store::StateStore;
 
 use super::error::HankoError;
@@ -91,6 +92,22 @@ pub struct FlowRecord {
     /// `passcode_resent` of the next render.
     #[serde(default)]
     pub passcode_resent: bool,
+    /// The identifier given at `login_init`: recovery starts from it (spec 8.1).
+    #[serde(default)]
+    pub login_id: Option<GivenLoginId>,
+    /// The password was just reset through this flow: the session's `amr` adds `otp`.
+    #[serde(default)]
+    pub recovered: bool,
+    /// A TOTP code passed `login_otp` (`last_login.mfa_method`; `amr` says only `otp`).
+    #[serde(default)]
+    pub totp_used: bool,
+}
+
+/// An identifier as the user gave it, with how it was read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GivenLoginId {
+    pub identification: Identification,
+    pub value: String,
 }
 
 impl FlowRecord {
@@ -105,6 +122,9 @@ impl FlowRecord {
             user_id: None,
             remember_me: false,
             passcode_resent: false,
+            login_id: None,
+            recovered: false,
+            totp_used: false,
         }
     }
 

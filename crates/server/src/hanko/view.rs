@@ -10,6 +10,7 @@ use authflow_core::flow::{Action, StateView};
 
 use super::HankoSettings;
 use super::error::{HankoError, InputError};
+use super::qr;
 use super::record::{FlowPath, FlowRecord, Pretend, Screen};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +127,15 @@ pub enum Exec {
     Resend,
     Totp,
     RecoveryCode,
+    /// `mfa_method_chooser`: the `secondary_totp` branch of `create_authenticator`.
+    ChooseTotp,
+    /// `mfa_otp_secret_creation`: the first code from the new authenticator app.
+    TotpSetup,
+    ConfirmRecoveryCodes,
+    /// `login_password`: start the account recovery flow for the given identifier.
+    StartRecovery,
+    /// `passcode_confirmation` of a recovery flow (`account_recovery_code`).
+    RecoveryPasscode,
     Back,
     Pretend(Pretend),
     PretendPassword,
@@ -212,6 +222,23 @@ impl Ctx<'_> {
         page
     }
 
+    /// `continue_to_passcode_confirmation_recovery` where the identifier can receive a code.
+    fn with_recovery(&self, mut page: Page) -> Page {
+        let reachable = match self.record.login_id.as_ref().map(|l| l.identification) {
+            Some(Identification::Email) => self.settings.recovery_by_email,
+            Some(Identification::Phone) => self.settings.recovery_by_phone,
+            _ => false,
+        };
+        if reachable && self.record.path == FlowPath::Login {
+            page.offers.push(Offer::new(
+                "continue_to_passcode_confirmation_recovery",
+                "Reset the password with a passcode.",
+                Exec::StartRecovery,
+            ));
+        }
+        page
+    }
+
     fn with_remember_me(&self, mut page: Page) -> Page {
         if self.settings.prompt_remember_me {
             page.offers.push(
@@ -271,6 +298,13 @@ pub fn engine_page(
             identify_page(ctx, options.iter().map(|o| o.identification))
         }
         Action::Authenticate { options, .. } => authenticate_page(ctx, options, password_chosen),
+        Action::CreateAuthenticator { options }
+            if options
+                .iter()
+                .any(|o| o.authentication == Authentication::SecondaryTotp) =>
+        {
+            mfa_method_chooser(ctx)
+        }
         Action::CreateAuthenticator { options } => {
             let password = options.iter().find(|o| is_password(o.authentication));
             let other = options.iter().find(|o| !is_password(o.authentication));
@@ -316,28 +350,65 @@ pub fn engine_page(
         Action::ChangePassword {
             password_policy,
             force_change_reason,
-        } => {
-            let mut page = Page::new("login_password_recovery");
-            page.payload = Some(json!({
+        } => password_recovery_page(
+            ctx,
+            json!({
                 "password_policy": password_policy,
                 "force_change_reason": force_change_reason,
+            }),
+        ),
+        Action::ResetPassword {
+            password_policy, ..
+        } => password_recovery_page(ctx, json!({"password_policy": password_policy})),
+        Action::VerifyAccountRecoveryCode {
+            channel,
+            code_length,
+            can_resend_at,
+            ..
+        } => passcode_page(
+            ctx,
+            Passcode {
+                channel: *channel,
+                code_length: *code_length,
+                can_resend_at: *can_resend_at,
+                purpose: "recovery",
+                code: Exec::RecoveryPasscode,
+            },
+        ),
+        Action::CreateTotp {
+            secret,
+            otpauth_uri,
+        } => {
+            let image = qr::png_data_uri(otpauth_uri.reveal())
+                .map_err(|e| HankoError::Technical(e.to_string()))?;
+            let mut page = Page::new("mfa_otp_secret_creation");
+            page.payload = Some(json!({
+                "otp_secret": secret.reveal(),
+                "otp_image_source": image,
+                "otpauth_uri": otpauth_uri.reveal(),
             }));
             page.offers.push(
                 Offer::new(
-                    "password_recovery",
-                    "Set a new password.",
-                    Exec::NewPassword {
-                        authentication: None,
-                    },
+                    "otp_code_verify",
+                    "Enter a code from the authenticator app.",
+                    Exec::TotpSetup,
                 )
-                .input(
-                    InputSpec::new("new_password", InputType::Password, true)
-                        .min(ctx.settings.password_min_length),
-                ),
+                .input(InputSpec::new("otp_code", InputType::String, true)),
             );
+            ctx.with_back(page)
+        }
+        Action::ViewRecoveryCode { recovery_codes } => {
+            let mut page = Page::new("mfa_recovery_codes");
+            let codes: Vec<&str> = recovery_codes.iter().map(|c| c.reveal()).collect();
+            page.payload = Some(json!({"recovery_codes": codes}));
+            page.offers.push(Offer::new(
+                "recovery_codes_confirm",
+                "Confirm that the recovery codes are kept.",
+                Exec::ConfirmRecoveryCodes,
+            ));
             page
         }
-        Action::Verify(prompt) => passcode_page(ctx, prompt, "verification"),
+        Action::Verify(prompt) => passcode_page(ctx, Passcode::of(prompt, "verification")),
         Action::OtpEntry {
             step,
             authentication,
@@ -348,22 +419,12 @@ pub fn engine_page(
                 (StepType::Authenticate, false) => "mfa",
                 _ => "verification",
             };
-            passcode_page(ctx, prompt, purpose)
+            passcode_page(ctx, Passcode::of(prompt, purpose))
         }
-        Action::SelectChannel { .. } => {
-            return Err(HankoError::FlowDiscontinuity(
-                "a channel choice was not answered".into(),
-            ));
-        }
-        // The dialect's MFA states are not built yet (hanko-flow-api.md [v1-mfa]).
-        // Account recovery is not offered by this dialect yet (docs/hanko.md).
-        Action::CreateTotp { .. }
-        | Action::ViewRecoveryCode { .. }
-        | Action::SelectDestination { .. }
-        | Action::VerifyAccountRecoveryCode { .. }
-        | Action::ResetPassword { .. } => {
+        // Answered by `automatic_input`; only a config it cannot answer gets here.
+        Action::SelectChannel { .. } | Action::SelectDestination { .. } => {
             return Err(HankoError::FlowDiscontinuity(format!(
-                "{} is not offered by this dialect yet",
+                "{} has no option this dialect can choose",
                 view.action.type_name()
             )));
         }
@@ -507,6 +568,46 @@ fn password_login(authentication: Authentication) -> Offer {
     .input(InputSpec::new("password", InputType::Password, true))
 }
 
+fn login_password_page(ctx: &Ctx<'_>, authentication: Authentication) -> Page {
+    let mut page = Page::new("login_password");
+    page.offers.push(password_login(authentication));
+    if is_primary(authentication) {
+        page = ctx.with_recovery(page);
+    }
+    ctx.with_back(page)
+}
+
+/// `mfa_method_chooser` (spec 7.2): of the engine's second factors, Hanko names TOTP only.
+fn mfa_method_chooser(ctx: &Ctx<'_>) -> Page {
+    let mut page = Page::new("mfa_method_chooser");
+    page.offers.push(Offer::new(
+        "continue_to_otp_secret_creation",
+        "Set up an authenticator app.",
+        Exec::ChooseTotp,
+    ));
+    ctx.with_back(page)
+}
+
+/// `login_password_recovery`: a forced change, or the reset of a recovery flow.
+fn password_recovery_page(ctx: &Ctx<'_>, payload: Value) -> Page {
+    let mut page = Page::new("login_password_recovery");
+    page.payload = Some(payload);
+    page.offers.push(
+        Offer::new(
+            "password_recovery",
+            "Set a new password.",
+            Exec::NewPassword {
+                authentication: None,
+            },
+        )
+        .input(
+            InputSpec::new("new_password", InputType::Password, true)
+                .min(ctx.settings.password_min_length),
+        ),
+    );
+    page
+}
+
 fn authenticate_page(ctx: &Ctx<'_>, options: &[AuthenticateOption], password_chosen: bool) -> Page {
     let password = options.iter().find(|o| is_password(o.authentication));
     let oob = options
@@ -540,16 +641,8 @@ fn authenticate_page(ctx: &Ctx<'_>, options: &[AuthenticateOption], password_cho
         return page;
     }
     match (password, oob) {
-        (Some(p), Some(_)) if password_chosen => {
-            let mut page = Page::new("login_password");
-            page.offers.push(password_login(p.authentication));
-            ctx.with_back(page)
-        }
-        (Some(p), None) => {
-            let mut page = Page::new("login_password");
-            page.offers.push(password_login(p.authentication));
-            ctx.with_back(page)
-        }
+        (Some(p), Some(_)) if password_chosen => login_password_page(ctx, p.authentication),
+        (Some(p), None) => login_password_page(ctx, p.authentication),
         (p, oob) => {
             let mut page = Page::new("login_method_chooser");
             if p.is_some() {
@@ -597,17 +690,38 @@ fn passcode_offers(page: &mut Page, code: Exec, resend: Exec) {
     ));
 }
 
-fn passcode_page(ctx: &Ctx<'_>, prompt: &OtpPrompt, purpose: &'static str) -> Page {
+/// What a `passcode_confirmation` state shows and how its code is fed.
+struct Passcode {
+    channel: Channel,
+    code_length: u32,
+    can_resend_at: DateTime<Utc>,
+    purpose: &'static str,
+    code: Exec,
+}
+
+impl Passcode {
+    fn of(prompt: &OtpPrompt, purpose: &'static str) -> Self {
+        Passcode {
+            channel: prompt.channel,
+            code_length: prompt.code_length,
+            can_resend_at: prompt.can_resend_at,
+            purpose,
+            code: Exec::Code,
+        }
+    }
+}
+
+fn passcode_page(ctx: &Ctx<'_>, passcode: Passcode) -> Page {
     let mut page = Page::new("passcode_confirmation");
-    let resend_after = (prompt.can_resend_at - ctx.now).num_seconds().max(0);
+    let resend_after = (passcode.can_resend_at - ctx.now).num_seconds().max(0);
     page.payload = Some(json!({
         "resend_after": resend_after,
         "passcode_resent": ctx.record.passcode_resent,
-        "code_length": prompt.code_length,
-        "channel": channel_name(prompt.channel),
-        "purpose": purpose,
+        "code_length": passcode.code_length,
+        "channel": channel_name(passcode.channel),
+        "purpose": passcode.purpose,
     }));
-    passcode_offers(&mut page, Exec::Code, Exec::Resend);
+    passcode_offers(&mut page, passcode.code, Exec::Resend);
     ctx.with_back(page)
 }
 
@@ -652,7 +766,7 @@ pub fn concealed_page(ctx: &Ctx<'_>, screen: &Screen) -> Page {
                 )
                 .input(InputSpec::new("password", InputType::Password, true)),
             );
-            page
+            ctx.with_recovery(page)
         }
         Pretend::Passcode => {
             let mut page = Page::new("passcode_confirmation");
@@ -722,6 +836,14 @@ pub fn automatic_input(view: &StateView) -> Option<Value> {
                 .find(|c| **c == Channel::Sms)
                 .or(channels.first())?;
             Some(json!({"channel": channel_name(*c)}))
+        }
+        // The identifier's own destination; a link one sends a code here (`codes_only`).
+        Action::SelectDestination { options } if !options.is_empty() => {
+            let index = options
+                .iter()
+                .position(|o| o.channel != Channel::Whatsapp)
+                .unwrap_or(0);
+            Some(json!({"index": index}))
         }
         _ => None,
     }
