@@ -1363,3 +1363,82 @@ async fn login_link_mode_sends_this_dialect_a_typed_code() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn profile_password_update_keeps_policy_and_history_and_ends_other_sessions() -> Result<()> {
+    for backend in backends() {
+        let extra =
+            format!("{CONFIG}authenticator:\n  password:\n    policy: {{history_size: 2}}\n");
+        let server = start(backend, &extra).await?;
+        let email = "changer@example.com";
+        let registered = register(&server, email).await?;
+        let other_jwt = registered
+            .header("x-auth-token")
+            .context("token")?
+            .to_string();
+        let mut h = Hanko::new(&server);
+        let pw = to_login_password(&h, email).await?;
+        let done = h
+            .act(&pw, "password_login", json!({"password": PASSWORD}))
+            .await?;
+        assert_state(&done, 200, "success");
+        h.token = Some(done.header("x-auth-token").context("token")?.to_string());
+
+        let profile = h.begin("profile").await?;
+        assert_state(&profile, 200, "profile_init");
+        assert!(
+            profile.at("/actions/password_create").is_none(),
+            "{profile}"
+        );
+        assert_eq!(
+            profile.at("/actions/password_update/inputs/password"),
+            Some(
+                &json!({"name": "password", "type": "password", "required": true, "min_length": 8})
+            )
+        );
+        let short = h
+            .act(&profile, "password_update", json!({"password": "short"}))
+            .await?;
+        assert_state(&short, 400, "profile_init");
+        assert_eq!(
+            input_error(&short, "password_update", "password"),
+            Some("value_too_short_error")
+        );
+        let same = h
+            .act(&short, "password_update", json!({"password": PASSWORD}))
+            .await?;
+        assert_state(&same, 400, "profile_init");
+        assert_eq!(
+            same.at("/actions/password_update/inputs/password/error/cause"),
+            Some(&json!("PasswordReused")),
+            "{same}"
+        );
+        let new_password = "profile changed it 42";
+        let changed = h
+            .act(&same, "password_update", json!({"password": new_password}))
+            .await?;
+        assert_state(&changed, 200, "profile_init");
+
+        // This session lives on; the other one ended; only the new password logs in.
+        assert_eq!(
+            h.get("/sessions/validate").await?.at("/is_valid"),
+            Some(&json!(true))
+        );
+        h.token = Some(other_jwt);
+        assert_eq!(
+            h.get("/sessions/validate").await?.body,
+            json!({"is_valid": false})
+        );
+        let h = Hanko::new(&server);
+        let pw = to_login_password(&h, email).await?;
+        let old = h
+            .act(&pw, "password_login", json!({"password": PASSWORD}))
+            .await?;
+        assert_state(&old, 400, "login_password");
+        let done = h
+            .act(&old, "password_login", json!({"password": new_password}))
+            .await?;
+        assert_state(&done, 200, "success");
+    }
+    Ok(())
+}

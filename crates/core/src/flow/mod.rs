@@ -11,6 +11,7 @@ pub mod lockout;
 pub mod oauth;
 pub mod oob;
 pub mod otp;
+pub mod profile;
 pub mod reauth;
 pub mod recovery;
 mod second_factor;

@@ -1041,15 +1041,26 @@ pub(super) async fn refuse_reused_password(
     authenticator_id: &str,
     password: &str,
 ) -> FlowResult<()> {
-    let policy = &engine.settings.password_policy;
-    let mut hashes: Vec<String> = user_authenticators(engine, state)
+    let current: Vec<String> = user_authenticators(engine, state)
         .await?
         .iter()
         .filter(|a| a.id == authenticator_id)
         .filter_map(|a| a.password_hash().map(str::to_string))
         .collect();
+    refuse_reuse(engine, state.user_id.as_deref(), current, password).await
+}
+
+/// `password` may not be one of `current` nor, with history on, one of the user's recent
+/// passwords (`PasswordPolicyViolated` `PasswordReused`).
+pub(super) async fn refuse_reuse(
+    engine: &Engine,
+    user_id: Option<&str>,
+    mut hashes: Vec<String>,
+    password: &str,
+) -> FlowResult<()> {
+    let policy = &engine.settings.password_policy;
     if policy.history_enabled()
-        && let Some(user_id) = &state.user_id
+        && let Some(user_id) = user_id
     {
         let now = engine.clock.now();
         let days = chrono::Duration::days(i64::from(policy.history_days));

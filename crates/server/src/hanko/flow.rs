@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 
 use authflow_core::flow::def::{Authentication, FlowKind, Identification};
 use authflow_core::flow::limits::Bucket;
+use authflow_core::flow::profile;
 use authflow_core::flow::{
     Action, CreateRequest, FlowError, InputError as EngineError, RequestContext, StateView,
 };
@@ -354,10 +355,66 @@ async fn read_engine(call: &Call<'_>, token: &str) -> Result<StateView, HankoErr
 }
 
 async fn profile_page(call: &Call<'_>, live: &LiveSession) -> Result<Page, HankoError> {
-    let user = session::user_object(call.app, &live.session.user_id).await?;
-    let sessions = session::sessions_of(call.app, &live.session.user_id, &live.session.id).await?;
+    let user_id = &live.session.user_id;
+    let user = session::user_object(call.app, user_id).await?;
+    let sessions = session::sessions_of(call.app, user_id, &live.session.id).await?;
     let others = sessions.iter().any(|s| s["current"] == json!(false));
-    Ok(view::profile_page(user, json!(sessions), others))
+    let password = if call.settings.password_primary {
+        let has = profile::has_primary_password(&call.app.engine, user_id)
+            .await
+            .map_err(|e| HankoError::Technical(e.to_string()))?;
+        Some(if has {
+            view::PasswordOffer::Update
+        } else {
+            view::PasswordOffer::Create
+        })
+    } else {
+        None
+    };
+    Ok(view::profile_page(
+        call.settings,
+        user,
+        json!(sessions),
+        others,
+        password,
+    ))
+}
+
+/// `password_create` / `password_update` in `profile_init` (spec 7.4).
+async fn set_password(
+    call: &Call<'_>,
+    record: FlowRecord,
+    current: Current,
+    offer: &Offer,
+    values: &Map<String, Value>,
+) -> Result<Response, HankoError> {
+    let Current { mut page, live, .. } = current;
+    let live = live.ok_or(HankoError::Unauthorized)?;
+    let changed = profile::set_primary_password(
+        &call.app.engine,
+        &live.session.user_id,
+        &live.session.id,
+        text(values, "password"),
+    )
+    .await;
+    let Err(error) = changed else {
+        return rerender(call, record, Some(live)).await;
+    };
+    let target = Target {
+        input: Some("password"),
+        ..no_input_target()
+    };
+    match from_flow(&error, target, Utc::now().timestamp()) {
+        Mapped::InState(e, input_error) => {
+            if let Some((input, ie)) = input_error {
+                page.mark(offer.name, &input, ie);
+            }
+            record::save(call.app.state_store.as_ref(), &record).await?;
+            Ok(state_response(&page, &record, Some(&e)))
+        }
+        Mapped::Fatal(e) => Err(e),
+        Mapped::Conceal => Err(HankoError::NotPermitted),
+    }
 }
 
 /// Check 8 (spec 6.3): every input of the action; values cleaned (trimmed, defaulted).
@@ -564,6 +621,7 @@ async fn execute(
         }
         Exec::SessionDelete => return delete_session(call, record, current, &values).await,
         Exec::StartRecovery => return start_recovery(call, record, current).await,
+        Exec::SetPassword => return set_password(call, record, current, offer, &values).await,
         Exec::Identify { options, guess } => {
             let (input_name, identification, value) =
                 chosen_identifier(options, *guess, &values).ok_or(HankoError::NotPermitted)?;
@@ -1035,7 +1093,7 @@ async fn conceal(
             sent_at: Some(Utc::now()),
         }
     } else {
-        let password = s.pretend_password;
+        let password = s.password_primary;
         let passcode = email && s.pretend_passcode_email;
         let pretend = match (password, passcode) {
             (true, true) => Pretend::MethodChooser,

@@ -45,8 +45,9 @@ pub struct HankoSettings {
     pub password_min_length: u32,
     /// Registration must verify the email: a taken one can be concealed (spec 6.4).
     pub email_verification_required: bool,
-    /// What a concealed login offers: the configured primary methods.
-    pub pretend_password: bool,
+    /// Password is a primary method: a concealed login offers it, the profile sets it.
+    pub password_primary: bool,
+    /// What a concealed login offers besides: passcodes by email.
     pub pretend_passcode_email: bool,
     pub passcode_cooldown_secs: u64,
     pub prompt_remember_me: bool,
@@ -105,7 +106,7 @@ impl HankoSettings {
             public_origin,
             password_min_length: config.authenticator.password.policy.min_length,
             email_verification_required: claims.email.enabled && claims.email.required,
-            pretend_password: primary.contains(&PrimaryAuthenticatorType::Password),
+            password_primary: primary.contains(&PrimaryAuthenticatorType::Password),
             pretend_passcode_email: primary.contains(&PrimaryAuthenticatorType::OobOtpEmail),
             passcode_cooldown_secs: config
                 .verification

@@ -142,6 +142,8 @@ pub enum Exec {
     PretendCode,
     PretendResend,
     SessionDelete,
+    /// `password_create` / `password_update` in `profile_init`.
+    SetPassword,
 }
 
 #[derive(Debug, Clone)]
@@ -786,9 +788,35 @@ pub fn concealed_page(ctx: &Ctx<'_>, screen: &Screen) -> Page {
     ctx.with_back(page)
 }
 
-pub fn profile_page(user: Value, sessions: Value, can_delete_session: bool) -> Page {
+/// Which password action `profile_init` offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordOffer {
+    Create,
+    Update,
+}
+
+pub fn profile_page(
+    settings: &HankoSettings,
+    user: Value,
+    sessions: Value,
+    can_delete_session: bool,
+    password: Option<PasswordOffer>,
+) -> Page {
     let mut page = Page::new("profile_init");
     page.payload = Some(json!({"user": user, "sessions": sessions}));
+    if let Some(offer) = password {
+        let (name, description) = match offer {
+            PasswordOffer::Create => ("password_create", "Set a password."),
+            PasswordOffer::Update => ("password_update", "Change the password."),
+        };
+        page.offers
+            .push(
+                Offer::new(name, description, Exec::SetPassword).input(
+                    InputSpec::new("password", InputType::Password, true)
+                        .min(settings.password_min_length),
+                ),
+            );
+    }
     if can_delete_session {
         page.offers.push(
             Offer::new(
