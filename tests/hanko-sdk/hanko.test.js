@@ -186,3 +186,38 @@ describe("Hanko frontend SDK against authflow", () => {
     await sdk.logout();
   });
 });
+
+describe("Hanko frontend SDK: password recovery", () => {
+  test("forgot password from login_password: a mailed passcode, a new password, logged in", async () => {
+    const sdk = hanko();
+    const email = newUser();
+    await finish(await register(sdk, email));
+    await sdk.logout();
+
+    let state = await begin(sdk, "login");
+    state = await state.actions.continue_with_login_identifier.run({ email });
+    state = await state.actions.continue_to_password_login.run();
+    assert.equal(state.name, "login_password");
+    state = await state.actions.continue_to_passcode_confirmation_recovery.run();
+    assert.equal(state.name, "passcode_confirmation", JSON.stringify(state.error));
+    assert.equal(state.payload.purpose, "recovery");
+    state = await state.actions.verify_passcode.run({ code: await server.lastCode(email) });
+    assert.equal(state.name, "login_password_recovery", JSON.stringify(state.error));
+    const newPassword = "recovered horse 8";
+    state = await state.actions.password_recovery.run({ new_password: newPassword });
+    await finish(state);
+    const session = await sdk.validateSession();
+    assert.equal(session.is_valid, true);
+    assert.deepEqual([...session.claims.amr].sort(), ["otp", "pwd"]);
+    await sdk.logout();
+
+    // The new password logs in.
+    state = await begin(sdk, "login");
+    state = await state.actions.continue_with_login_identifier.run({ email });
+    state = await state.actions.continue_to_password_login.run();
+    state = await state.actions.password_login.run({ password: newPassword });
+    await finish(state);
+    assert.equal((await sdk.validateSession()).is_valid, true);
+    await sdk.logout();
+  });
+});
