@@ -65,12 +65,15 @@ enum SmtpBehaviour {
     Accept,
     /// `550` to every `RCPT TO` (a permanent failure).
     RejectRecipients,
+    /// Accepts the connection and never says a word (a hung mail server).
+    Stall,
 }
 
 #[derive(Clone)]
 struct SmtpSink {
     port: u16,
     mails: Arc<Mutex<Vec<ReceivedMail>>>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl SmtpSink {
@@ -79,10 +82,13 @@ impl SmtpSink {
         let sink = SmtpSink {
             port: listener.local_addr()?.port(),
             mails: Arc::default(),
+            connections: Arc::default(),
         };
         let mails = sink.mails.clone();
+        let connections = sink.connections.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::spawn(smtp_session(stream, mails.clone(), behaviour));
             }
         });
@@ -111,6 +117,11 @@ async fn smtp_session(
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
+    if behaviour == SmtpBehaviour::Stall {
+        let mut ignored = String::new();
+        while lines.read_line(&mut ignored).await? > 0 {}
+        return Ok(());
+    }
     write.write_all(b"220 sink.test ESMTP\r\n").await?;
     let mut recipients = Vec::new();
     let mut line = String::new();
@@ -286,9 +297,13 @@ fn hmac_hex(secret: &str, body: &[u8]) -> String {
 // Config and flow helpers
 
 fn smtp_yaml(smtp_port: u16) -> String {
+    smtp_yaml_with_timeout(smtp_port, "5s")
+}
+
+fn smtp_yaml_with_timeout(smtp_port: u16, timeout: &str) -> String {
     format!(
         "  smtp: {{host: 127.0.0.1, port: {smtp_port}, mode: plain, \
-         sender: \"Example App <no-reply@example.com>\", timeout: 5s}}\n"
+         sender: \"Example App <no-reply@example.com>\", timeout: {timeout}}}\n"
     )
 }
 
@@ -800,6 +815,62 @@ async fn a_login_code_goes_to_the_sms_webhook() -> Result<()> {
             .await?;
         assert_eq!(done.action_type(), Some("finished"), "{done}");
         assert_no_code_logged(&server, &[&signup_code, code]);
+    }
+    Ok(())
+}
+
+/// The request path never waits on a mail transport (`Messenger::send` only queues), so an
+/// account recovery for a known email answers as fast as for an unknown one even while the
+/// SMTP server hangs: the transport gives no timing class to tell them apart (issue 6).
+#[tokio::test]
+async fn a_hung_smtp_server_does_not_hold_up_a_recovery_for_a_known_email() -> Result<()> {
+    // Far above the bound below: a send inside the request would exceed it.
+    const TRANSPORT_TIMEOUT: &str = "120s";
+    const BOUND: Duration = Duration::from_secs(20);
+    for backend in backends() {
+        let sink = SmtpSink::start(SmtpBehaviour::Stall).await?;
+        let config = format!(
+            "verification: {{claims: {{email: {{required: false}}}}}}\nmessaging:\n{}",
+            smtp_yaml_with_timeout(sink.port, TRANSPORT_TIMEOUT)
+        );
+        let server = start(backend, &config).await?;
+        let api = server.api();
+        api.signup_with_password("hung@example.com", PASSWORD)
+            .await?;
+        let mut data = Vec::new();
+        for email in ["hung@example.com", "nobody@example.com"] {
+            let recovery = async {
+                let created = api.create_flow("account_recovery", "default").await?;
+                let token = created.state_token().context("token")?.to_string();
+                let select = api
+                    .input(
+                        &token,
+                        json!({"identification": "email", "login_id": email}),
+                    )
+                    .await?;
+                let token = select.state_token().context("token")?.to_string();
+                api.input(&token, json!({"index": 0})).await
+            };
+            let sent = tokio::time::timeout(BOUND, recovery)
+                .await
+                .with_context(|| format!("recovery for {email} waited on the SMTP server"))??;
+            assert_eq!(sent.status, 200, "{sent}");
+            assert_eq!(
+                sent.data_type(),
+                Some("account_recovery_verify_code_data"),
+                "{sent}"
+            );
+            let mut d = sent.at("/result/action/data").cloned().context("data")?;
+            d["masked_display_name"] = json!("…");
+            d["can_resend_at"] = json!("…");
+            data.push(d);
+        }
+        assert_eq!(data[0], data[1], "known and unknown answer alike");
+        // The known user's mail did go to the (hung) server, after the answers.
+        eventually(Duration::from_secs(10), "an SMTP connection", async || {
+            Ok((sink.connections.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(()))
+        })
+        .await?;
     }
     Ok(())
 }
