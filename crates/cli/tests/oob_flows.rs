@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use authflow_testkit::{ApiResponse, Backend, FlowApi, TestServer, backends};
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -687,6 +687,57 @@ async fn an_explicit_resend_inside_the_cooldown_is_refused() -> Result<()> {
     Ok(())
 }
 
+/// The seed 002 example 1 signup: `email` and `phone`, each verified, each an OTP
+/// authenticator.
+async fn signup_email_and_phone(api: &FlowApi, email: &str, phone: &str) -> Result<()> {
+    let created = api.create_flow("signup", "default").await?;
+    let verify = input_ok(
+        &api,
+        &created,
+        json!({"identification": "email", "login_id": email}),
+    )
+    .await?;
+    let create = input_ok(
+        &api,
+        &verify,
+        json!({"code": last_code_to(&api, email).await?}),
+    )
+    .await?;
+    let index = option_index(&create, "primary_oob_otp_email")?;
+    let phone_step = input_ok(
+        &api,
+        &create,
+        json!({"authentication": "primary_oob_otp_email", "index": index}),
+    )
+    .await?;
+    assert_eq!(
+        phone_step.action_type(),
+        Some("identify"),
+        "{phone_step}"
+    );
+    let verify = input_ok(
+        &api,
+        &phone_step,
+        json!({"identification": "phone", "login_id": phone}),
+    )
+    .await?;
+    let create = input_ok(
+        &api,
+        &verify,
+        json!({"code": last_code_to(&api, phone).await?}),
+    )
+    .await?;
+    let index = option_index(&create, "primary_oob_otp_sms")?;
+    let done = input_ok(
+        &api,
+        &create,
+        json!({"authentication": "primary_oob_otp_sms", "index": index}),
+    )
+    .await?;
+    ensure!(done.action_type() == Some("finished"), "{done}");
+    Ok(())
+}
+
 /// Seed 002, example 1: signup verifies an email and a phone, each an OTP authenticator;
 /// the user then logs in with either through the generated login flow.
 #[tokio::test]
@@ -696,51 +747,7 @@ async fn seed_002_signup_with_email_and_phone_then_login_with_either() -> Result
         let server = start(backend, &config).await?;
         let api = server.api();
         let (email, phone) = ("ella@example.com", "+85251001235");
-        let created = api.create_flow("signup", "default").await?;
-        let verify = input_ok(
-            &api,
-            &created,
-            json!({"identification": "email", "login_id": email}),
-        )
-        .await?;
-        let create = input_ok(
-            &api,
-            &verify,
-            json!({"code": last_code_to(&api, email).await?}),
-        )
-        .await?;
-        let index = option_index(&create, "primary_oob_otp_email")?;
-        let phone_step = input_ok(
-            &api,
-            &create,
-            json!({"authentication": "primary_oob_otp_email", "index": index}),
-        )
-        .await?;
-        assert_eq!(
-            phone_step.action_type(),
-            Some("identify"),
-            "{backend}: {phone_step}"
-        );
-        let verify = input_ok(
-            &api,
-            &phone_step,
-            json!({"identification": "phone", "login_id": phone}),
-        )
-        .await?;
-        let create = input_ok(
-            &api,
-            &verify,
-            json!({"code": last_code_to(&api, phone).await?}),
-        )
-        .await?;
-        let index = option_index(&create, "primary_oob_otp_sms")?;
-        let done = input_ok(
-            &api,
-            &create,
-            json!({"authentication": "primary_oob_otp_sms", "index": index}),
-        )
-        .await?;
-        assert_eq!(done.action_type(), Some("finished"), "{done}");
+        signup_email_and_phone(&api, email, phone).await?;
 
         for (identification, login_id, authentication) in [
             ("email", email, "primary_oob_otp_email"),
@@ -991,6 +998,79 @@ messaging:\n  rate_limits:\n    email_per_ip: {{period: 1h, burst: 3}}\n"
             Some("MessagingEmailPerIP"),
             "{backend}: {limited}"
         );
+    }
+    Ok(())
+}
+
+/// `enumerate_destinations: true` (authentication-flow-api.md 8.13): a user identified by
+/// email is offered their phone too; the code goes to the chosen one.
+#[tokio::test]
+async fn enumerated_destinations_list_every_login_id_of_the_user() -> Result<()> {
+    let recovery = "  account_recovery_flows:
+  - name: default
+    steps:
+    - type: identify
+      one_of:
+      - identification: email
+      - identification: phone
+    - type: select_destination
+      enumerate_destinations: true
+      allowed_channels: [{channel: email, otp_form: code}, {channel: sms, otp_form: code}]
+    - type: verify_account_recovery_code
+    - type: reset_password
+";
+    let config = format!("{}{recovery}", without_database(SIGNUP_EMAIL_AND_PHONE));
+    for backend in backends() {
+        let server = start(backend, &config).await?;
+        let api = server.api();
+        let (email, phone) = ("enzo@example.com", "+85251001237");
+        signup_email_and_phone(&api, email, phone).await?;
+
+        let options_for = async |login_id: &str| -> Result<(ApiResponse, Vec<Value>)> {
+            let created = api.create_flow("account_recovery", "default").await?;
+            let select = input_ok(
+                &api,
+                &created,
+                json!({"identification": "email", "login_id": login_id}),
+            )
+            .await?;
+            let options = select
+                .at("/result/action/data/options")
+                .and_then(Value::as_array)
+                .cloned()
+                .context("options")?;
+            Ok((select, options))
+        };
+        let (select, options) = options_for(email).await?;
+        let channels: Vec<&str> = options
+            .iter()
+            .filter_map(|o| o["channel"].as_str())
+            .collect();
+        assert_eq!(channels, ["email", "sms"], "{select}");
+        assert_eq!(
+            options[1]["masked_display_name"],
+            json!("+8525100****"),
+            "{select}"
+        );
+        // An unknown email has no phone to list.
+        let (_, unknown) = options_for("nobody@example.com").await?;
+        assert_eq!(unknown.len(), 1, "{unknown:?}");
+
+        let sent = input_ok(&api, &select, json!({"index": 1})).await?;
+        assert_eq!(
+            sent.str_at("/result/action/data/channel"),
+            Some("sms"),
+            "{sent}"
+        );
+        let reset = input_ok(
+            &api,
+            &sent,
+            json!({"account_recovery_code": last_code_to(&api, phone).await?}),
+        )
+        .await?;
+        assert_eq!(reset.action_type(), Some("reset_password"), "{reset}");
+        let done = input_ok(&api, &reset, json!({"new_password": "enumerated 123 Aa"})).await?;
+        assert_eq!(done.action_type(), Some("finished"), "{done}");
     }
     Ok(())
 }

@@ -76,6 +76,18 @@ pub struct RecoveryState {
     /// The code that passed `verify_account_recovery_code`; spent at finish (spec 8.15).
     #[serde(default)]
     pub proven_code: Option<String>,
+    /// Every email and phone login ID of a known user, the identified one first: what
+    /// `enumerate_destinations: true` lists (spec 8.13). Empty for an unknown login ID.
+    #[serde(default)]
+    pub user_targets: Vec<RecoveryTarget>,
+}
+
+/// A login ID a recovery code can go to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryTarget {
+    pub login_id_type: LoginIdType,
+    /// Normalized.
+    pub value: String,
 }
 
 /// `identify` in an `account_recovery` flow.
@@ -111,15 +123,41 @@ pub async fn identify(
             existing_identities: Vec::new(),
         });
     }
+    let user_targets = match &identity {
+        Some(i) => user_targets(engine, &i.user_id, &normalized.normalized).await?,
+        None => Vec::new(),
+    };
     state.user_id = identity.map(|i| i.user_id);
     state.recovery = Some(RecoveryState {
         login_id_type,
         target: normalized.normalized.clone(),
         destination: None,
         proven_code: None,
+        user_targets,
     });
     steps::record_identified(state, step, login_id_type, &key.key, normalized);
     Ok(())
+}
+
+/// The user's email and phone login IDs, `identified` first.
+async fn user_targets(
+    engine: &Engine,
+    user_id: &str,
+    identified: &str,
+) -> FlowResult<Vec<RecoveryTarget>> {
+    let mut targets: Vec<RecoveryTarget> = engine
+        .db
+        .list_identities(user_id)
+        .await?
+        .into_iter()
+        .filter(|i| matches!(i.login_id_type, LoginIdType::Email | LoginIdType::Phone))
+        .map(|i| RecoveryTarget {
+            login_id_type: i.login_id_type,
+            value: i.normalized,
+        })
+        .collect();
+    targets.sort_by_key(|t| t.value != identified);
+    Ok(targets)
 }
 
 fn recovery_of(state: &FlowState) -> FlowResult<&RecoveryState> {
@@ -145,8 +183,9 @@ fn fits(channel: Channel, t: LoginIdType) -> bool {
     }
 }
 
-/// The step's destinations that apply to the identified login ID.
-fn destinations(step: &StepDef, recovery: &RecoveryState) -> Vec<Destination> {
+/// The step's destinations, each applied to the identified login ID where the channel fits
+/// it, or with `enumerate_destinations` to each of the user's login IDs (spec 8.13).
+fn destinations(step: &StepDef, recovery: &RecoveryState) -> Vec<(Destination, RecoveryTarget)> {
     let listed: Vec<Destination> = if step.allowed_channels.is_empty() {
         ALL_DESTINATIONS
             .iter()
@@ -155,20 +194,34 @@ fn destinations(step: &StepDef, recovery: &RecoveryState) -> Vec<Destination> {
     } else {
         step.allowed_channels.clone()
     };
-    listed
+    let identified = RecoveryTarget {
+        login_id_type: recovery.login_id_type,
+        value: recovery.target.clone(),
+    };
+    let targets = if step.enumerate_destinations && !recovery.user_targets.is_empty() {
+        recovery.user_targets.clone()
+    } else {
+        vec![identified]
+    };
+    targets
         .into_iter()
-        .filter(|d| fits(d.channel, recovery.login_id_type))
+        .flat_map(|t| {
+            listed
+                .iter()
+                .filter(|d| fits(d.channel, t.login_id_type))
+                .map(|d| (*d, t.clone()))
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
 pub fn render_select(step: &StepDef, state: &FlowState) -> FlowResult<Action> {
     let recovery = recovery_of(state)?;
-    let masked = steps::mask(channel_of_type(recovery.login_id_type), &recovery.target);
     Ok(Action::SelectDestination {
         options: destinations(step, recovery)
             .into_iter()
-            .map(|d| DestinationOption {
-                masked_display_name: masked.clone(),
+            .map(|(d, t)| DestinationOption {
+                masked_display_name: steps::mask(channel_of_type(t.login_id_type), &t.value),
                 channel: d.channel,
                 otp_form: d.otp_form,
             })
@@ -202,7 +255,7 @@ pub async fn select(
         return Ok(Consumed::Misfit(Vec::new()));
     }
     let options = destinations(step, recovery_of(state)?);
-    let Some(mut destination) = index
+    let Some((mut destination, target)) = index
         .as_u64()
         .and_then(|i| options.get(usize::try_from(i).ok()?))
         .cloned()
@@ -217,6 +270,8 @@ pub async fn select(
         destination.otp_form = OtpForm::Code;
     }
     if let Some(r) = state.recovery.as_mut() {
+        r.login_id_type = target.login_id_type;
+        r.target = target.value;
         r.destination = Some(destination);
     }
     send(engine, ctx, state, false).await?;
