@@ -1442,3 +1442,132 @@ async fn profile_password_update_keeps_policy_and_history_and_ends_other_session
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn username_registration_and_password_login() -> Result<()> {
+    let config = "hanko_api:\n  enabled: true\nidentity:\n  login_id:\n    keys: [{type: username}]\nauthentication:\n  primary_authenticators: [password]\n";
+    for backend in backends() {
+        let server = start(backend, config).await?;
+        let h = Hanko::new(&server);
+        let init = h.begin("registration").await?;
+        assert_state(&init, 200, "registration_init");
+        assert_eq!(
+            init.at("/actions/register_login_identifier/inputs/username"),
+            Some(
+                &json!({"name": "username", "type": "string", "required": true, "max_length": 40})
+            )
+        );
+        let reserved = h
+            .act(
+                &init,
+                "register_login_identifier",
+                json!({"username": "admin"}),
+            )
+            .await?;
+        assert_state(&reserved, 400, "registration_init");
+        assert_eq!(
+            input_error(&reserved, "register_login_identifier", "username"),
+            Some("invalid_username_error"),
+            "{reserved}"
+        );
+        let pw = h
+            .act(
+                &reserved,
+                "register_login_identifier",
+                json!({"username": "  Ada_L "}),
+            )
+            .await?;
+        assert_state(&pw, 200, "password_creation");
+        let done = h
+            .act(&pw, "register_password", json!({"new_password": PASSWORD}))
+            .await?;
+        assert_state(&done, 200, "success");
+
+        let h = Hanko::new(&server);
+        let init = h.begin("login").await?;
+        assert_state(&init, 200, "login_init");
+        assert!(
+            init.at("/actions/continue_with_login_identifier/inputs/username")
+                .is_some(),
+            "{init}"
+        );
+        let pw = h
+            .act(
+                &init,
+                "continue_with_login_identifier",
+                json!({"username": "ada_l"}),
+            )
+            .await?;
+        assert_state(&pw, 200, "login_password");
+        // A username cannot receive a recovery passcode.
+        assert!(
+            pw.at("/actions/continue_to_passcode_confirmation_recovery")
+                .is_none(),
+            "{pw}"
+        );
+        let done = h
+            .act(&pw, "password_login", json!({"password": PASSWORD}))
+            .await?;
+        assert_state(&done, 200, "success");
+        // Looked up case-folded, shown as given (trimmed).
+        assert_eq!(
+            done.at("/payload/user/username/username"),
+            Some(&json!("Ada_L")),
+            "{done}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn phone_registration_and_login_by_sms_passcode() -> Result<()> {
+    let config = "hanko_api:\n  enabled: true\nidentity:\n  login_id:\n    keys: [{type: phone}]\nauthentication:\n  primary_authenticators: [oob_otp_sms]\n";
+    let phone = "+85251009876";
+    for backend in backends() {
+        let server = start(backend, config).await?;
+        let h = Hanko::new(&server);
+        let init = h.begin("registration").await?;
+        let sent = h
+            .act(&init, "register_login_identifier", json!({"phone": phone}))
+            .await?;
+        assert_state(&sent, 200, "passcode_confirmation");
+        assert_eq!(sent.str_at("/payload/channel"), Some("sms"), "{sent}");
+        assert_eq!(sent.str_at("/payload/purpose"), Some("verification"));
+        let code = last_code_for(&server, phone).await?;
+        let done = h
+            .act(&sent, "verify_passcode", json!({"code": code}))
+            .await?;
+        assert_state(&done, 200, "success");
+
+        let h = Hanko::new(&server);
+        let init = h.begin("login").await?;
+        let sent = h
+            .act(
+                &init,
+                "continue_with_login_identifier",
+                json!({"phone": phone}),
+            )
+            .await?;
+        assert_state(&sent, 200, "passcode_confirmation");
+        assert_eq!(sent.str_at("/payload/channel"), Some("sms"), "{sent}");
+        assert_eq!(sent.str_at("/payload/purpose"), Some("login"));
+        let code = last_code_for(&server, phone).await?;
+        let wrong = h
+            .act(
+                &sent,
+                "verify_passcode",
+                json!({"code": different_code(&code)}),
+            )
+            .await?;
+        assert_state(&wrong, 400, "passcode_confirmation");
+        let done = h
+            .act(&wrong, "verify_passcode", json!({"code": code}))
+            .await?;
+        assert_state(&done, 200, "success");
+        assert_eq!(
+            done.at("/payload/last_login"),
+            Some(&json!({"login_method": "passcode"}))
+        );
+    }
+    Ok(())
+}

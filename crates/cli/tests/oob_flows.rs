@@ -710,11 +710,7 @@ async fn signup_email_and_phone(api: &FlowApi, email: &str, phone: &str) -> Resu
         json!({"authentication": "primary_oob_otp_email", "index": index}),
     )
     .await?;
-    assert_eq!(
-        phone_step.action_type(),
-        Some("identify"),
-        "{phone_step}"
-    );
+    assert_eq!(phone_step.action_type(), Some("identify"), "{phone_step}");
     let verify = input_ok(
         &api,
         &phone_step,

@@ -332,6 +332,22 @@ mod strictness {
     }
 
     #[test]
+    fn hanko_with_username_login_ids_only_needs_no_recovery_flow() {
+        let yaml = with_db(
+            "hanko_api: {enabled: true}\nidentity: {login_id: {keys: [{type: username}]}}\n",
+        );
+        load(&yaml);
+        // Named explicitly, it must exist.
+        let yaml = with_db(
+            "hanko_api: {enabled: true, flows: {account_recovery: default}}\nidentity: {login_id: {keys: [{type: username}]}}\n",
+        );
+        assert_eq!(
+            problems(&yaml),
+            ["hanko_api.flows.account_recovery: no account_recovery flow named \"default\""]
+        );
+    }
+
+    #[test]
     fn org_password_policies_may_only_tighten() {
         assert_eq!(
             problems(&with_db(

@@ -17,6 +17,7 @@ use super::problem::{Located, Problem, Report, YamlPath};
 use super::types::*;
 use super::validate::{self, RuleInput};
 use crate::flow::def::{FlowCatalog, FlowDef, FlowKind};
+use crate::model::LoginIdType;
 
 /// A valid configuration with its flows.
 #[derive(Debug, Clone)]
@@ -369,8 +370,16 @@ fn hanko_references(config: &Config, root: &Node, resolver: &Resolver<'_>, r: &m
     for (key, kind, name) in refs {
         let path = YamlPath::of("hanko_api.flows").key(key);
         let explicit = root.at(&path).is_some();
-        // Without recovery the dialect never runs that flow (hanko-flow-api.md 1).
-        let unused = kind == FlowKind::AccountRecovery && !config.forgot_password.enabled;
+        // Without recovery, or without an email or phone login ID to send a code to, the
+        // dialect never runs that flow (hanko-flow-api.md 1, 7.3).
+        let reachable = config
+            .identity
+            .login_id
+            .keys
+            .iter()
+            .any(|k| matches!(k.r#type, LoginIdType::Email | LoginIdType::Phone));
+        let unused =
+            kind == FlowKind::AccountRecovery && (!config.forgot_password.enabled || !reachable);
         if !explicit && (!h.enabled || unused) {
             continue;
         }
