@@ -699,3 +699,62 @@ async fn device_tokens_can_be_switched_off() -> Result<()> {
     );
     Ok(())
 }
+
+/// `authenticator.totp.maximum`: `create_authenticator` offers no TOTP app to a user who has
+/// the maximum (here 0, so the required second factor must be a secondary password).
+#[tokio::test]
+async fn the_totp_maximum_hides_the_totp_option() -> Result<()> {
+    let config = "\
+verification: {claims: {email: {required: false}}}
+authenticator:
+  password: {hashing: {memory_kib: 1024, iterations: 1, parallelism: 1}}
+  totp: {maximum: 0}
+authentication:
+  secondary_authenticators: [totp, password]
+  secondary_authentication_mode: required
+";
+    for backend in backends() {
+        let server = TestServer::builder(backend)
+            .bin(BIN)
+            .extra_yaml(config)
+            .start()
+            .await?;
+        let api = server.api();
+        let created = api.create_flow("signup", "default").await?;
+        let primary = input_ok(
+            &api,
+            &created,
+            json!({"identification": "email", "login_id": "max@example.com"}),
+        )
+        .await?;
+        let second = input_ok(
+            &api,
+            &primary,
+            json!({"authentication": "primary_password", "new_password": PASSWORD}),
+        )
+        .await?;
+        assert_eq!(
+            second.action_type(),
+            Some("create_authenticator"),
+            "{second}"
+        );
+        assert_eq!(authentications(&second), ["secondary_password"], "{second}");
+        let refused = api
+            .input(
+                second.state_token().unwrap(),
+                json!({"authentication": "secondary_totp"}),
+            )
+            .await?;
+        assert_eq!(refused.status, 400, "{refused}");
+        let codes = input_ok(
+            &api,
+            &second,
+            json!({"authentication": "secondary_password", "new_password": "another secret 2"}),
+        )
+        .await?;
+        assert_eq!(codes.action_type(), Some("view_recovery_code"), "{codes}");
+        let done = input_ok(&api, &codes, json!({"confirm_recovery_code": true})).await?;
+        assert_eq!(done.action_type(), Some("finished"), "{done}");
+    }
+    Ok(())
+}

@@ -218,6 +218,9 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
         lockout: auth.lockout.clone(),
         recovery_code_count: usize::try_from(auth.recovery_code.count)
             .unwrap_or(authflow_core::credentials::recovery::DEFAULT_COUNT),
+        maximum_totp: config.authenticator.totp.maximum,
+        maximum_oob_email: config.authenticator.oob_otp.email.maximum,
+        maximum_oob_sms: config.authenticator.oob_otp.sms.maximum,
     }
 }
 

@@ -114,6 +114,11 @@ pub struct EngineSettings {
     pub lockout: LockoutConfig,
     /// `authentication.recovery_code.count`.
     pub recovery_code_count: usize,
+    /// `authenticator.{totp,oob_otp.email,oob_otp.sms}.maximum`: authenticators of that type
+    /// per user; `create_authenticator` does not offer one more.
+    pub maximum_totp: u32,
+    pub maximum_oob_email: u32,
+    pub maximum_oob_sms: u32,
 }
 
 impl EngineSettings {
@@ -163,6 +168,9 @@ impl Default for EngineSettings {
             public_origin: "http://127.0.0.1:3000".into(),
             lockout: LockoutConfig::default(),
             recovery_code_count: crate::credentials::recovery::DEFAULT_COUNT,
+            maximum_totp: 99,
+            maximum_oob_email: 99,
+            maximum_oob_sms: 99,
         }
     }
 }

@@ -824,10 +824,14 @@ async fn create_options(
     state: &FlowState,
 ) -> FlowResult<Vec<CreateOpt>> {
     let mut options = Vec::new();
+    let owned = user_authenticators(engine, state).await?;
     for (i, b) in step.branches.iter().enumerate() {
         let BranchOption::Authentication(a) = b.option else {
             continue;
         };
+        if at_maximum(engine, a, &owned) {
+            continue;
+        }
         match a {
             Authentication::PrimaryPassword
             | Authentication::SecondaryPassword
@@ -849,6 +853,23 @@ async fn create_options(
         }
     }
     Ok(options)
+}
+
+/// The user already has `authenticator.<type>.maximum` authenticators of `a`'s type.
+fn at_maximum(engine: &Engine, a: Authentication, owned: &[Authenticator]) -> bool {
+    let s = &engine.settings;
+    let (t, maximum) = match a {
+        Authentication::SecondaryTotp => (AuthenticatorType::Totp, s.maximum_totp),
+        Authentication::PrimaryOobOtpEmail | Authentication::SecondaryOobOtpEmail => {
+            (AuthenticatorType::OobOtpEmail, s.maximum_oob_email)
+        }
+        Authentication::PrimaryOobOtpSms | Authentication::SecondaryOobOtpSms => {
+            (AuthenticatorType::OobOtpSms, s.maximum_oob_sms)
+        }
+        _ => return false,
+    };
+    let count = owned.iter().filter(|o| o.authenticator_type == t).count();
+    count >= maximum as usize
 }
 
 /// Login IDs of this flow, which zxcvbn treats as easy to guess in a password.
