@@ -210,7 +210,9 @@ fn map_flow_error(error: &FlowError) -> ApiError {
         FlowError::PasswordResetFailed { cause_kind } => {
             ApiError::new("Invalid", reason, "invalid code").with_info("cause", cause(cause_kind))
         }
-        FlowError::NoUserId => ApiError::new("BadRequest", reason, error.to_string()),
+        FlowError::NoUserId | FlowError::DifferentUserId => {
+            ApiError::new("BadRequest", reason, error.to_string())
+        }
         FlowError::ForgotPasswordDisabled => {
             ApiError::new("Invalid", reason, "forgot password is disabled")
                 .with_info("cause", cause("FeatureDisabled"))

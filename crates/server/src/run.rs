@@ -10,6 +10,7 @@ use authflow_core::flow::{Engine, EngineDeps};
 
 use authflow_core::config::SigningAlgorithm;
 
+use crate::oidc::IssuedIdTokens;
 use crate::signing::SigningKeys;
 use crate::{AppState, settings};
 
@@ -54,16 +55,6 @@ pub async fn build_state(
             "secrets.encryption_key is not set: TOTP secrets are sealed with a key generated into the database"
         );
     }
-    let engine = Engine::new(EngineDeps {
-        catalog: Arc::new(loaded.flows.clone()),
-        settings: Arc::new(settings::engine_settings(config)),
-        db: stores.db.clone(),
-        state_store: stores.state.clone(),
-        clock: Arc::new(SystemClock),
-        rng: Arc::new(OsRandom),
-        messenger,
-        sealer: Arc::new(sealer.sealer),
-    });
     let keys = &config.oauth.signing_keys;
     let algorithm = match keys.id_token_algorithm {
         SigningAlgorithm::RS256 => "RS256",
@@ -74,6 +65,18 @@ pub async fn build_state(
             .await?,
     );
     signing.spawn_refresh(stores.db.clone());
+    let oidc = Arc::new(crate::oidc::OidcSettings::from_config(config));
+    let engine = Engine::new(EngineDeps {
+        catalog: Arc::new(loaded.flows.clone()),
+        settings: Arc::new(settings::engine_settings(config)),
+        db: stores.db.clone(),
+        state_store: stores.state.clone(),
+        clock: Arc::new(SystemClock),
+        rng: Arc::new(OsRandom),
+        messenger,
+        sealer: Arc::new(sealer.sealer),
+        id_tokens: Arc::new(IssuedIdTokens::new(signing.clone(), oidc.clone())),
+    });
     let auth_api = Arc::new(crate::backend_api::AuthApiSettings::new(
         config,
         stores.state.clone(),
@@ -98,7 +101,7 @@ pub async fn build_state(
         outbox: messaging.outbox,
         signing,
         auth_api,
-        oidc: Arc::new(crate::oidc::OidcSettings::from_config(config)),
+        oidc,
         hanko,
         link_events: Arc::new(link_events),
     })

@@ -17,6 +17,7 @@ use super::limits::{Bucket, RateLimiter};
 use super::lockout::Lockout;
 use super::oauth::{self, AuthenticationInfo, OAuthSession};
 use super::otp::{Messenger, OtpService};
+use super::reauth::IdTokenVerifier;
 use super::settings::EngineSettings;
 use super::state::{FlowState, complete_step, current_step};
 use super::steps;
@@ -85,6 +86,8 @@ pub struct EngineDeps {
     pub messenger: Arc<dyn Messenger>,
     /// Seals TOTP secrets (and codes shown later) at rest.
     pub sealer: Arc<Sealer>,
+    /// Checks the ID tokens that name a reauth flow's user (hint or `id_token` input).
+    pub id_tokens: Arc<dyn IdTokenVerifier>,
 }
 
 pub struct Engine {
@@ -99,6 +102,7 @@ pub struct Engine {
     pub(super) otp: OtpService,
     pub(super) lockout: Lockout,
     pub(super) sealer: Arc<Sealer>,
+    pub(super) id_tokens: Arc<dyn IdTokenVerifier>,
     /// At most one argon2 computation per core: more would only thrash the caches (each
     /// takes 19 MiB) and raise every login's latency without adding throughput.
     hash_permits: tokio::sync::Semaphore,
@@ -131,6 +135,7 @@ impl Engine {
             otp,
             lockout,
             sealer: deps.sealer,
+            id_tokens: deps.id_tokens,
             hash_permits: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             ),
@@ -192,7 +197,7 @@ impl Engine {
         let mut state = FlowState::new(token::flow_id(&*self.rng), flow, self.clock.now());
         state.oauth_x_ref = self.oauth_tie_in(url_query, request_query).await?;
         if kind == FlowKind::Reauth {
-            super::reauth::identify_from_session(self, ctx, &mut state)
+            super::reauth::identify_at_create(self, ctx, flow, &mut state)
                 .await
                 .map_err(|e| with_kind(e, kind))?;
         }
@@ -397,7 +402,10 @@ impl Engine {
         Ok(live.then_some(x_ref))
     }
 
-    async fn oauth_session(&self, state: &FlowState) -> FlowResult<Option<OAuthSession>> {
+    pub(super) async fn oauth_session(
+        &self,
+        state: &FlowState,
+    ) -> FlowResult<Option<OAuthSession>> {
         let Some(x_ref) = &state.oauth_x_ref else {
             return Ok(None);
         };

@@ -76,9 +76,13 @@ pub enum FlowError {
     /// Account recovery: a wrong, expired or used code (spec 8.14).
     #[error("password reset failed")]
     PasswordResetFailed { cause_kind: &'static str },
-    /// A `reauth` flow without a user: no live IdP session (authentication-flow-api.md 3.1).
+    /// A `reauth` flow without a user: no valid ID-token hint, no live IdP session, and no
+    /// `identify` step to ask for an ID token (authentication-flow-api.md 3.1).
     #[error("no user to reauthenticate")]
     NoUserId,
+    /// An ID token naming another user than the one the flow already knows (spec 17.9).
+    #[error("different user ID")]
+    DifferentUserId,
     /// `forgot_password.enabled: false` (flow-config.md 5.5).
     #[error("forgot password is disabled")]
     ForgotPasswordDisabled,
@@ -121,6 +125,7 @@ impl FlowError {
             FlowError::PasswordResetFailed { .. } => "PasswordResetFailed",
             FlowError::ForgotPasswordDisabled => "ForgotPasswordFailed",
             FlowError::NoUserId => "AuthenticationFlowNoUserID",
+            FlowError::DifferentUserId => "AuthenticationFlowDifferentUserID",
             FlowError::InvalidFlowConfig(_) => "AuthenticationFlowInvalidFlowConfig",
             FlowError::InvalidTargetStep(_) => "AuthenticationFlowInvalidTargetStep",
             FlowError::Store(_) | FlowError::Unexpected(_) => "UnexpectedError",

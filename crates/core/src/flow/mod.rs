@@ -22,4 +22,5 @@ mod steps;
 pub use action::{Action, CookieEffect, StateView};
 pub use engine::{CreateRequest, Engine, EngineDeps, InputError, RequestContext};
 pub use error::{Cause, FlowError, FlowResult};
+pub use reauth::{IdTokenVerifier, InvalidIdToken};
 pub use settings::EngineSettings;

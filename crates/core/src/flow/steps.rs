@@ -15,6 +15,7 @@ use super::input::{Fit, choice, max_length_cause, string_member};
 use super::limits::Bucket;
 use super::oob;
 use super::otp::{CodeCheck, OtpSettings, Purpose};
+use super::reauth;
 use super::recovery;
 use super::second_factor;
 use super::state::{FlowState, Identified, PasswordUse, complete_step, current_step};
@@ -51,9 +52,10 @@ pub async fn on_enter(
 ) -> FlowResult<Entered> {
     match step.step_type {
         StepType::Verify => enter_verify(engine, ctx, step, state).await,
-        // A reauth flow knows its user from the session already (flow-config.md 7.2).
+        // A reauth flow that knows its user (ID-token hint or session cookie) asks for no
+        // ID token (flow-config.md 7.2).
         StepType::Identify if state.kind == FlowKind::Reauth && state.user_id.is_some() => {
-            Ok(Entered::Done(None))
+            Ok(Entered::Done(reauth::known_user_branch(step)))
         }
         StepType::Identify => Ok(Entered::NeedsInput),
         StepType::Authenticate => {
@@ -134,7 +136,7 @@ pub async fn render(engine: &Engine, step: &StepDef, state: &FlowState) -> FlowR
     }
     Ok(match step.step_type {
         StepType::Identify => Action::Identify {
-            options: identify_options(engine, step)
+            options: identify_options(engine, step, state.kind)
                 .into_iter()
                 .map(|(_, identification)| IdentifyOption { identification })
                 .collect(),
@@ -201,12 +203,20 @@ fn identification_type(i: Identification) -> Option<LoginIdType> {
     }
 }
 
-/// Branches offered by an identify step: login ID types with a configured key.
-fn identify_options(engine: &Engine, step: &StepDef) -> Vec<(usize, Identification)> {
+/// Branches offered by an identify step: login ID types with a configured key, and in
+/// reauth flows the ID token (elsewhere it is [later] and ignored, flow-config.md 7.3).
+fn identify_options(
+    engine: &Engine,
+    step: &StepDef,
+    kind: FlowKind,
+) -> Vec<(usize, Identification)> {
     step.branches
         .iter()
         .enumerate()
         .filter_map(|(i, b)| match b.option {
+            BranchOption::Identification(Identification::IdToken) => {
+                (kind == FlowKind::Reauth).then_some((i, Identification::IdToken))
+            }
             BranchOption::Identification(id) => identification_type(id)
                 .filter(|t| engine.settings.key_of_type(*t).is_some())
                 .map(|_| (i, id)),
@@ -223,20 +233,23 @@ async fn identify(
     state: &mut FlowState,
     input: &Value,
 ) -> FlowResult<Consumed> {
-    let options = identify_options(engine, step);
+    let options = identify_options(engine, step, state.kind);
     let names: Vec<&str> = options.iter().map(|(_, i)| i.as_str()).collect();
     let chosen = match choice(input, "identification", &names) {
         Fit::Fits(v) => v,
         Fit::Misfit(causes) => return Ok(Consumed::Misfit(causes)),
     };
-    let login_id = match string_member(input, "login_id") {
-        Ok(v) => v,
-        Err(causes) => return Ok(Consumed::Misfit(causes)),
-    };
     let (branch, identification) = options
         .into_iter()
         .find(|(_, i)| i.as_str() == chosen)
         .expect("chosen among options");
+    if identification == Identification::IdToken {
+        return identify_with_id_token(engine, flow, branch, state, input).await;
+    }
+    let login_id = match string_member(input, "login_id") {
+        Ok(v) => v,
+        Err(causes) => return Ok(Consumed::Misfit(causes)),
+    };
     let login_id_type = identification_type(identification).expect("login ID option");
     match state.kind {
         FlowKind::Signup | FlowKind::Promote => {
@@ -251,6 +264,23 @@ async fn identify(
         }
         _ => identify_existing(engine, ctx, step, state, login_id_type, login_id).await?,
     }
+    complete_step(flow, &mut state.cursor, Some(branch));
+    Ok(Consumed::Yes)
+}
+
+/// Reauth: `{"identification": "id_token", "id_token": "<jwt>"}` names the user (17.9).
+async fn identify_with_id_token(
+    engine: &Engine,
+    flow: &FlowDef,
+    branch: usize,
+    state: &mut FlowState,
+    input: &Value,
+) -> FlowResult<Consumed> {
+    let id_token = match string_member(input, "id_token") {
+        Ok(v) => v,
+        Err(causes) => return Ok(Consumed::Misfit(causes)),
+    };
+    reauth::identify_by_id_token(engine, state, id_token).await?;
     complete_step(flow, &mut state.cursor, Some(branch));
     Ok(Consumed::Yes)
 }

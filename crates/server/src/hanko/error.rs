@@ -319,9 +319,10 @@ pub fn from_flow(error: &FlowError, target: Target<'_>, now_secs: i64) -> Mapped
         FlowError::PasswordResetFailed { .. } => {
             on_input(InputError::new(InputCode::PasscodeInvalid))
         }
-        FlowError::NoPublicSignup | FlowError::ForgotPasswordDisabled | FlowError::NoUserId => {
-            Mapped::Fatal(HankoError::NotPermitted)
-        }
+        FlowError::NoPublicSignup
+        | FlowError::ForgotPasswordDisabled
+        | FlowError::NoUserId
+        | FlowError::DifferentUserId => Mapped::Fatal(HankoError::NotPermitted),
         FlowError::FlowNotFound => Mapped::Fatal(HankoError::FlowExpired),
         FlowError::FlowNameNotFound
         | FlowError::UnknownFlow

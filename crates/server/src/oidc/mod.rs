@@ -13,6 +13,7 @@ mod client;
 mod endpoints;
 mod error;
 mod grants;
+mod id_token;
 mod logout;
 pub(crate) mod params;
 mod token;
@@ -27,6 +28,7 @@ use authflow_core::config::{Config, OAuthClientConfig};
 use crate::AppState;
 
 pub use error::{ErrorPage, OAuthError};
+pub use id_token::IssuedIdTokens;
 
 /// Default lifetime of an authorization code.
 pub const AUTHORIZATION_CODE_TTL: Duration = Duration::from_secs(300);
