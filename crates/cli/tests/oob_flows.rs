@@ -690,47 +690,33 @@ async fn an_explicit_resend_inside_the_cooldown_is_refused() -> Result<()> {
 /// The seed 002 example 1 signup: `email` and `phone`, each verified, each an OTP
 /// authenticator.
 async fn signup_email_and_phone(api: &FlowApi, email: &str, phone: &str) -> Result<()> {
-    let created = api.create_flow("signup", "default").await?;
-    let verify = input_ok(
-        &api,
-        &created,
-        json!({"identification": "email", "login_id": email}),
-    )
-    .await?;
-    let create = input_ok(
-        &api,
-        &verify,
-        json!({"code": last_code_to(&api, email).await?}),
-    )
-    .await?;
-    let index = option_index(&create, "primary_oob_otp_email")?;
-    let phone_step = input_ok(
-        &api,
-        &create,
-        json!({"authentication": "primary_oob_otp_email", "index": index}),
-    )
-    .await?;
-    assert_eq!(phone_step.action_type(), Some("identify"), "{phone_step}");
-    let verify = input_ok(
-        &api,
-        &phone_step,
-        json!({"identification": "phone", "login_id": phone}),
-    )
-    .await?;
-    let create = input_ok(
-        &api,
-        &verify,
-        json!({"code": last_code_to(&api, phone).await?}),
-    )
-    .await?;
-    let index = option_index(&create, "primary_oob_otp_sms")?;
-    let done = input_ok(
-        &api,
-        &create,
-        json!({"authentication": "primary_oob_otp_sms", "index": index}),
-    )
-    .await?;
-    ensure!(done.action_type() == Some("finished"), "{done}");
+    let mut state = api.create_flow("signup", "default").await?;
+    for (identification, login_id, authentication) in [
+        ("email", email, "primary_oob_otp_email"),
+        ("phone", phone, "primary_oob_otp_sms"),
+    ] {
+        ensure!(state.action_type() == Some("identify"), "{state}");
+        let verify = input_ok(
+            api,
+            &state,
+            json!({"identification": identification, "login_id": login_id}),
+        )
+        .await?;
+        let create = input_ok(
+            api,
+            &verify,
+            json!({"code": last_code_to(api, login_id).await?}),
+        )
+        .await?;
+        let index = option_index(&create, authentication)?;
+        state = input_ok(
+            api,
+            &create,
+            json!({"authentication": authentication, "index": index}),
+        )
+        .await?;
+    }
+    ensure!(state.action_type() == Some("finished"), "{state}");
     Ok(())
 }
 

@@ -933,24 +933,11 @@ async fn start_recovery(
     current: Current,
 ) -> Result<Response, HankoError> {
     let given = record.login_id.clone().ok_or(HankoError::NotPermitted)?;
-    let request = CreateRequest {
-        kind: FlowKind::AccountRecovery,
-        name: call.settings.config.flows.account_recovery.as_str(),
-        url_query: None,
-        request_query: None,
-        batch_input: None,
-    };
-    let created = call
-        .app
-        .engine
-        .create(&call.ctx, request)
-        .await
-        .map_err(|e| fatal_of(&e.error))?;
-    let input = json!({"identification": given.identification.as_str(), "login_id": given.value});
-    match feed(call, &created.state_token, input).await {
+    let name = &call.settings.config.flows.account_recovery;
+    match identified_flow(call, FlowKind::AccountRecovery, name, &given).await {
         Ok(view) => advance_to(call, record, view, Move::Forward).await,
         // A sending limit: refused in `login_password`, which stays.
-        Err((e, _)) => match from_flow(&e.error, no_input_target(), Utc::now().timestamp()) {
+        Err(e) => match from_flow(&e, no_input_target(), Utc::now().timestamp()) {
             Mapped::InState(e, _) => {
                 record::save(call.app.state_store.as_ref(), &record).await?;
                 Ok(state_response(&current.page, &record, Some(&e)))
@@ -969,24 +956,10 @@ async fn log_in_after_reset(
     new_password: &str,
 ) -> Result<Response, HankoError> {
     let given = record.login_id.clone().ok_or(HankoError::NotPermitted)?;
-    let request = CreateRequest {
-        kind: FlowKind::Login,
-        name: call.settings.config.flows.login.as_str(),
-        url_query: None,
-        request_query: None,
-        batch_input: None,
-    };
-    let fatal = |(e, _): (EngineError, Option<StateView>)| fatal_of(&e.error);
-    let created = call
-        .app
-        .engine
-        .create(&call.ctx, request)
+    let name = &call.settings.config.flows.login;
+    let identified = identified_flow(call, FlowKind::Login, name, &given)
         .await
-        .map_err(|e| fatal_of(&e.error))?;
-    let input = json!({"identification": given.identification.as_str(), "login_id": given.value});
-    let identified = feed(call, &created.state_token, input)
-        .await
-        .map_err(fatal)?;
+        .map_err(|e| fatal_of(&e))?;
     let offers_password = matches!(&identified.action,
         Action::Authenticate { options, .. }
             if options.iter().any(|o| o.authentication == Authentication::PrimaryPassword));
@@ -998,9 +971,35 @@ async fn log_in_after_reset(
     let input = json!({"authentication": "primary_password", "password": new_password});
     let view = feed(call, &identified.state_token, input)
         .await
-        .map_err(fatal)?;
+        .map_err(|(e, _)| fatal_of(&e.error))?;
     record.recovered = true;
     advance_to(call, record, view, Move::Past).await
+}
+
+/// A new engine flow with the identifier given at `login_init` fed to its first step.
+async fn identified_flow(
+    call: &Call<'_>,
+    kind: FlowKind,
+    name: &str,
+    given: &GivenLoginId,
+) -> Result<StateView, FlowError> {
+    let request = CreateRequest {
+        kind,
+        name,
+        url_query: None,
+        request_query: None,
+        batch_input: None,
+    };
+    let created = call
+        .app
+        .engine
+        .create(&call.ctx, request)
+        .await
+        .map_err(|e| e.error)?;
+    let input = json!({"identification": given.identification.as_str(), "login_id": given.value});
+    feed(call, &created.state_token, input)
+        .await
+        .map_err(|(e, _)| e.error)
 }
 
 fn no_input_target() -> Target<'static> {
