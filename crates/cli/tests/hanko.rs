@@ -1396,8 +1396,20 @@ async fn profile_password_update_keeps_policy_and_history_and_ends_other_session
                 &json!({"name": "password", "type": "password", "required": true, "min_length": 8})
             )
         );
+        let huge = h
+            .act(
+                &profile,
+                "password_update",
+                json!({"password": "x".repeat(8193)}),
+            )
+            .await?;
+        assert_state(&huge, 400, "profile_init");
+        assert_eq!(
+            input_error(&huge, "password_update", "password"),
+            Some("value_too_long_error")
+        );
         let short = h
-            .act(&profile, "password_update", json!({"password": "short"}))
+            .act(&huge, "password_update", json!({"password": "short"}))
             .await?;
         assert_state(&short, 400, "profile_init");
         assert_eq!(
@@ -1567,6 +1579,25 @@ async fn phone_registration_and_login_by_sms_passcode() -> Result<()> {
         assert_eq!(
             done.at("/payload/last_login"),
             Some(&json!({"login_method": "passcode"}))
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn recovery_is_not_offered_when_forgot_password_is_off() -> Result<()> {
+    for backend in backends() {
+        let extra = format!("{CONFIG}forgot_password: {{enabled: false}}\n");
+        let server = start(backend, &extra).await?;
+        let email = "nohelp@example.com";
+        register(&server, email).await?;
+        let h = Hanko::new(&server);
+        let pw = to_login_password(&h, email).await?;
+        assert!(pw.at("/actions/password_login").is_some(), "{pw}");
+        assert!(
+            pw.at("/actions/continue_to_passcode_confirmation_recovery")
+                .is_none(),
+            "{pw}"
         );
     }
     Ok(())

@@ -11,6 +11,7 @@ use chrono::Utc;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Map, Value, json};
 
+use authflow_core::credentials::password::MAX_PASSWORD_BYTES;
 use authflow_core::flow::def::{Authentication, FlowKind, Identification};
 use authflow_core::flow::limits::Bucket;
 use authflow_core::flow::profile;
@@ -454,7 +455,7 @@ fn validate_inputs<'o>(
         };
         let len = text.chars().count() as u32;
         let too_long = spec.max_length.is_some_and(|m| len > m)
-            || (spec.ty == InputType::Password && text.len() > 8192);
+            || (spec.ty == InputType::Password && text.len() > MAX_PASSWORD_BYTES);
         if spec.min_length.is_some_and(|m| len < m) {
             let e = if spec.ty == InputType::Password {
                 InputError::with_cause(InputCode::ValueTooShort, "PasswordTooShort")
@@ -517,6 +518,18 @@ struct EngineCall {
     movement: Move,
     input_name: Option<&'static str>,
     username: bool,
+}
+
+impl EngineCall {
+    /// A call whose errors land on `input_name` (if any), which is not a username.
+    fn new(input: Value, movement: Move, input_name: Option<&'static str>) -> Self {
+        EngineCall {
+            input,
+            movement,
+            input_name,
+            username: false,
+        }
+    }
 }
 
 async fn execute(
@@ -658,85 +671,59 @@ async fn execute(
                 _ => None,
             }
             .ok_or(HankoError::NotPermitted)?;
-            EngineCall {
-                input,
-                movement: Move::Forward,
-                input_name: None,
-                username: false,
-            }
+            EngineCall::new(input, Move::Forward, None)
         }
-        Exec::Password { authentication } => EngineCall {
-            input: json!({"authentication": authentication.as_str(), "password": text(&values, "password")}),
-            movement: Move::Past,
-            input_name: Some("password"),
-            username: false,
-        },
+        Exec::Password { authentication } => EngineCall::new(
+            json!({"authentication": authentication.as_str(), "password": text(&values, "password")}),
+            Move::Past,
+            Some("password"),
+        ),
         Exec::NewPassword { authentication } => {
             let mut input = json!({"new_password": text(&values, "new_password")});
             if let Some(a) = authentication {
                 input["authentication"] = json!(a.as_str());
             }
-            EngineCall {
-                input,
-                movement: Move::Past,
-                input_name: Some("new_password"),
-                username: false,
-            }
+            EngineCall::new(input, Move::Past, Some("new_password"))
         }
-        Exec::Skip { authentication } => EngineCall {
-            input: json!({"authentication": authentication.as_str()}),
-            movement: Move::Past,
-            input_name: None,
-            username: false,
-        },
-        Exec::Code => EngineCall {
-            input: json!({"code": text(&values, "code")}),
-            movement: Move::Past,
-            input_name: Some("code"),
-            username: false,
-        },
-        Exec::Resend => EngineCall {
-            input: json!({"resend": true}),
-            movement: Move::Stay,
-            input_name: None,
-            username: false,
-        },
-        Exec::Totp => EngineCall {
-            input: json!({"authentication": "secondary_totp", "code": text(&values, "otp_code")}),
-            movement: Move::Past,
-            input_name: Some("otp_code"),
-            username: false,
-        },
-        Exec::ChooseTotp => EngineCall {
-            input: json!({"authentication": "secondary_totp"}),
-            movement: Move::Forward,
-            input_name: None,
-            username: false,
-        },
-        Exec::TotpSetup => EngineCall {
-            input: json!({"code": text(&values, "otp_code")}),
-            movement: Move::Past,
-            input_name: Some("otp_code"),
-            username: false,
-        },
-        Exec::ConfirmRecoveryCodes => EngineCall {
-            input: json!({"confirm_recovery_code": true}),
-            movement: Move::Past,
-            input_name: None,
-            username: false,
-        },
-        Exec::RecoveryPasscode => EngineCall {
-            input: json!({"account_recovery_code": text(&values, "code")}),
-            movement: Move::Past,
-            input_name: Some("code"),
-            username: false,
-        },
-        Exec::RecoveryCode => EngineCall {
-            input: json!({"authentication": "recovery_code", "recovery_code": text(&values, "recovery_code")}),
-            movement: Move::Past,
-            input_name: Some("recovery_code"),
-            username: false,
-        },
+        Exec::Skip { authentication } => EngineCall::new(
+            json!({"authentication": authentication.as_str()}),
+            Move::Past,
+            None,
+        ),
+        Exec::Code => EngineCall::new(
+            json!({"code": text(&values, "code")}),
+            Move::Past,
+            Some("code"),
+        ),
+        Exec::Resend => EngineCall::new(json!({"resend": true}), Move::Stay, None),
+        Exec::Totp => EngineCall::new(
+            json!({"authentication": "secondary_totp", "code": text(&values, "otp_code")}),
+            Move::Past,
+            Some("otp_code"),
+        ),
+        Exec::ChooseTotp => EngineCall::new(
+            json!({"authentication": "secondary_totp"}),
+            Move::Forward,
+            None,
+        ),
+        Exec::TotpSetup => EngineCall::new(
+            json!({"code": text(&values, "otp_code")}),
+            Move::Past,
+            Some("otp_code"),
+        ),
+        Exec::ConfirmRecoveryCodes => {
+            EngineCall::new(json!({"confirm_recovery_code": true}), Move::Past, None)
+        }
+        Exec::RecoveryPasscode => EngineCall::new(
+            json!({"account_recovery_code": text(&values, "code")}),
+            Move::Past,
+            Some("code"),
+        ),
+        Exec::RecoveryCode => EngineCall::new(
+            json!({"authentication": "recovery_code", "recovery_code": text(&values, "recovery_code")}),
+            Move::Past,
+            Some("recovery_code"),
+        ),
     };
     let token = token.ok_or(HankoError::NotPermitted)?;
     let outcome = feed(call, &token, engine_call.input.clone()).await;
