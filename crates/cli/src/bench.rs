@@ -1,16 +1,19 @@
 //! `authflow-bench`: throughput of the real server, per backend.
 //!
 //! ```text
-//! cargo run --release --bin authflow-bench [-- --duration 5 --login-clients 8 --step-clients 64 --users 32]
+//! cargo run --release --bin authflow-bench [-- --duration 4 --rounds 5 --login-clients 8 --step-clients 16,32,64 --users 32]
 //! ```
 //!
 //! Measures (1) raw argon2id hashes/s with the server's default parameters on every core,
 //! (2) complete password logins/s through the API and (3) non-hashing flow steps/s (create +
-//! identify). It builds and starts `target/release/authflow` (or runs `AUTHFLOW_BIN`) through the
+//! identify). (1) and (2) alternate for `--rounds` rounds of `--duration` seconds each, and
+//! the login rate is compared with the hash rate of its own round: a shared machine's speed
+//! drifts by more than the gap being measured, so a baseline taken once at the start would
+//! compare a fast minute with a slow one. It builds and starts `target/release/authflow` (or runs `AUTHFLOW_BIN`) through the
 //! testkit on SQLite, and on PostgreSQL + Redis when `AUTHFLOW_TEST_POSTGRES_URL` and
 //! `AUTHFLOW_TEST_REDIS_URL` are set. Every option may also be given as an environment variable
-//! (`AUTHFLOW_BENCH_DURATION`, `AUTHFLOW_BENCH_LOGIN_CLIENTS`, `AUTHFLOW_BENCH_STEP_CLIENTS`,
-//! `AUTHFLOW_BENCH_USERS`).
+//! (`AUTHFLOW_BENCH_DURATION`, `AUTHFLOW_BENCH_ROUNDS`, `AUTHFLOW_BENCH_LOGIN_CLIENTS`,
+//! `AUTHFLOW_BENCH_STEP_CLIENTS`, `AUTHFLOW_BENCH_USERS`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -57,13 +60,15 @@ authentication:
         enabled: false
 ";
 
-const USAGE: &str = "usage: authflow-bench [--duration SECS] [--login-clients N] \
-                     [--step-clients N] [--users N]";
+const USAGE: &str = "usage: authflow-bench [--duration SECS] [--rounds N] [--login-clients N] \
+                     [--step-clients N[,N...]] [--users N]";
 
 struct Settings {
     duration: Duration,
+    rounds: usize,
     login_clients: usize,
-    step_clients: usize,
+    /// One step measure per count, to show where throughput stops growing.
+    step_clients: Vec<usize>,
     users: usize,
     cores: usize,
 }
@@ -71,9 +76,13 @@ struct Settings {
 impl Settings {
     fn from_args_and_env() -> Result<Settings> {
         let mut settings = Settings {
-            duration: Duration::from_secs(env_number("AUTHFLOW_BENCH_DURATION", 5)? as u64),
+            duration: Duration::from_secs(env_number("AUTHFLOW_BENCH_DURATION", 4)? as u64),
+            rounds: env_number("AUTHFLOW_BENCH_ROUNDS", 5)?,
             login_clients: env_number("AUTHFLOW_BENCH_LOGIN_CLIENTS", 8)?,
-            step_clients: env_number("AUTHFLOW_BENCH_STEP_CLIENTS", 64)?,
+            step_clients: match std::env::var("AUTHFLOW_BENCH_STEP_CLIENTS") {
+                Ok(list) => parse_list("AUTHFLOW_BENCH_STEP_CLIENTS", &list)?,
+                Err(_) => vec![16, 32, 64],
+            },
             users: env_number("AUTHFLOW_BENCH_USERS", 32)?,
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
@@ -86,17 +95,19 @@ impl Settings {
             let value = args
                 .next()
                 .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
-            settings.set(&flag, parse_number(&flag, &value)?)?;
+            settings.set(&flag, &value)?;
         }
         Ok(settings)
     }
 
-    fn set(&mut self, flag: &str, value: usize) -> Result<()> {
+    fn set(&mut self, flag: &str, value: &str) -> Result<()> {
+        let number = || parse_number(flag, value);
         match flag {
-            "--duration" => self.duration = Duration::from_secs(value as u64),
-            "--login-clients" => self.login_clients = value,
-            "--step-clients" => self.step_clients = value,
-            "--users" => self.users = value,
+            "--duration" => self.duration = Duration::from_secs(number()? as u64),
+            "--rounds" => self.rounds = number()?,
+            "--login-clients" => self.login_clients = number()?,
+            "--step-clients" => self.step_clients = parse_list(flag, value)?,
+            "--users" => self.users = number()?,
             _ => bail!("unknown option {flag}\n{USAGE}"),
         }
         Ok(())
@@ -108,6 +119,10 @@ fn env_number(name: &str, default: usize) -> Result<usize> {
         Ok(value) => parse_number(name, &value),
         Err(_) => Ok(default),
     }
+}
+
+fn parse_list(what: &str, value: &str) -> Result<Vec<usize>> {
+    value.split(',').map(|n| parse_number(what, n)).collect()
 }
 
 fn parse_number(what: &str, value: &str) -> Result<usize> {
@@ -129,6 +144,18 @@ struct Rate {
 }
 
 impl Rate {
+    /// `self` and `other` as one measure: operations, time, latencies and CPU summed.
+    fn merge(mut self, other: Rate) -> Result<Rate> {
+        self.operations += other.operations;
+        self.elapsed += other.elapsed;
+        if let (Some(total), Some(more)) = (&mut self.latency, &other.latency) {
+            total.add(more)?;
+        }
+        self.server = CpuUse::sum(self.server, other.server);
+        self.client = CpuUse::sum(self.client, other.client);
+        Ok(self)
+    }
+
     fn per_second(&self) -> f64 {
         self.operations as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -163,6 +190,19 @@ struct CpuUse {
     minor_faults: u64,
     /// Voluntary + involuntary, summed over the live threads (exited threads are not counted).
     context_switches: u64,
+}
+
+impl CpuUse {
+    fn sum(a: Option<CpuUse>, b: Option<CpuUse>) -> Option<CpuUse> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(CpuUse {
+                cpu: a.cpu + b.cpu,
+                minor_faults: a.minor_faults + b.minor_faults,
+                context_switches: a.context_switches + b.context_switches,
+            }),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -429,11 +469,12 @@ impl LoadClient {
         if status != reqwest::StatusCode::OK {
             bail!("HTTP {status}: {}", String::from_utf8_lossy(&bytes));
         }
-        let body: Value = serde_json::from_slice(&bytes).context("response is not JSON")?;
-        let text = |pointer: &str| body.pointer(pointer).and_then(Value::as_str);
-        let token = text("/result/state_token").context("no state token")?;
-        let action = text("/result/action/type").context("no action type")?;
-        Ok((token.to_owned(), action.to_owned()))
+        let body: Answer<'_> = serde_json::from_slice(&bytes)
+            .with_context(|| format!("unexpected answer: {}", String::from_utf8_lossy(&bytes)))?;
+        Ok((
+            body.result.state_token.to_owned(),
+            body.result.action.kind.to_owned(),
+        ))
     }
 
     /// Creates a `default` login flow: expects the `identify` action.
@@ -456,6 +497,26 @@ impl LoadClient {
         expect_action("identify", &action, "authenticate")?;
         Ok(token)
     }
+}
+
+/// The members of a flow answer the load generator reads; the rest is skipped unparsed.
+#[derive(serde::Deserialize)]
+struct Answer<'a> {
+    #[serde(borrow)]
+    result: AnswerResult<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct AnswerResult<'a> {
+    state_token: &'a str,
+    #[serde(borrow)]
+    action: AnswerAction<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct AnswerAction<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
 }
 
 fn expect_action(what: &str, got: &str, expected: &str) -> Result<()> {
@@ -489,9 +550,9 @@ async fn login(client: &LoadClient, email: &str) -> Result<()> {
     expect_action("authenticate", &action, "finished")
 }
 
-async fn bench_steps(client: &LoadClient, settings: &Settings) -> Result<Rate> {
+async fn bench_steps(client: &LoadClient, clients: usize, settings: &Settings) -> Result<Rate> {
     let client = client.clone();
-    let (clients, users) = (settings.step_clients, settings.users);
+    let users = settings.users;
     run_clients(clients, settings.duration, move |task, iteration| {
         let client = client.clone();
         let email = user_email((task + iteration as usize * clients) % users);
@@ -510,7 +571,7 @@ async fn create_and_identify(client: &LoadClient, email: &str) -> Result<Vec<Dur
 // ------------------------------------------------------------------------------------------------
 // Report
 
-async fn bench_backend(backend: Backend, settings: &Settings, hashes: &Rate) -> Result<()> {
+async fn bench_backend(backend: Backend, settings: &Settings) -> Result<()> {
     let server = TestServer::builder(backend)
         .bin(authflow_bin()?)
         .extra_yaml(BENCH_CONFIG)
@@ -523,59 +584,112 @@ async fn bench_backend(backend: Backend, settings: &Settings, hashes: &Rate) -> 
         .await
         .context("signing up the bench users")?;
     let client = LoadClient::new(server.base_url(), http);
-    let watch = CpuWatch::start(server.pid());
-    let mut logins = bench_logins(&client, settings)
-        .await
-        .context("login benchmark")?;
-    watch.stop(&mut logins);
-    let watch = CpuWatch::start(server.pid());
-    let mut steps = bench_steps(&client, settings)
-        .await
-        .context("step benchmark")?;
-    watch.stop(&mut steps);
-    print_table(backend, settings, hashes, &logins, &steps);
-    Ok(())
+    let rounds = alternate_hashes_and_logins(&client, server.pid(), settings).await?;
+    let mut steps = Vec::new();
+    for &clients in &settings.step_clients {
+        let watch = CpuWatch::start(server.pid());
+        let mut rate = bench_steps(&client, clients, settings)
+            .await
+            .context("step benchmark")?;
+        watch.stop(&mut rate);
+        steps.push((clients, rate));
+    }
+    print_table(backend, settings, rounds, &steps)
 }
 
-fn print_table(backend: Backend, settings: &Settings, hashes: &Rate, logins: &Rate, steps: &Rate) {
-    let ratio = logins.per_second() / hashes.per_second().max(1e-9);
+/// One round: raw hashes (the server idle), then logins through the server.
+struct Round {
+    hashes: Rate,
+    logins: Rate,
+}
+
+impl Round {
+    fn ratio(&self) -> f64 {
+        self.logins.per_second() / self.hashes.per_second().max(1e-9)
+    }
+}
+
+async fn alternate_hashes_and_logins(
+    client: &LoadClient,
+    server_pid: u32,
+    settings: &Settings,
+) -> Result<Vec<Round>> {
+    let mut rounds = Vec::new();
+    for _ in 0..settings.rounds {
+        let (duration, cores) = (settings.duration, settings.cores);
+        let hashes = tokio::task::spawn_blocking(move || bench_argon2(duration, cores)).await??;
+        let watch = CpuWatch::start(server_pid);
+        let mut logins = bench_logins(client, settings)
+            .await
+            .context("login benchmark")?;
+        watch.stop(&mut logins);
+        rounds.push(Round { hashes, logins });
+    }
+    Ok(rounds)
+}
+
+/// A step measure within this share of the best step rate counts as saturated.
+const SATURATED_SHARE: f64 = 0.95;
+
+fn print_table(
+    backend: Backend,
+    settings: &Settings,
+    rounds: Vec<Round>,
+    steps: &[(usize, Rate)],
+) -> Result<()> {
+    let ratios: Vec<f64> = rounds.iter().map(Round::ratio).collect();
+    let (hashes, logins) = merge_rounds(rounds)?;
     println!("\nbackend: {backend}");
     println!(
         "  {:<34} {:>10} {:>9} {:>9} {:>10} {:>10}  note",
         "measure", "per second", "p50 ms", "p99 ms", "srv cpu ms", "cli cpu ms"
     );
-    let rows = [
-        (
-            format!("argon2id hashes ({} threads)", settings.cores),
-            hashes,
-            format!("m={ARGON2_MEMORY_KIB} KiB, t={ARGON2_ITERATIONS}, p={ARGON2_PARALLELISM}"),
+    print_row(
+        &format!("argon2id hashes ({} threads)", settings.cores),
+        &hashes,
+        &format!("m={ARGON2_MEMORY_KIB} KiB, t={ARGON2_ITERATIONS}, p={ARGON2_PARALLELISM}"),
+    );
+    let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+    print_row(
+        &format!("password logins ({} clients)", settings.login_clients),
+        &logins,
+        &format!(
+            "{:.2} x raw hash rate (median of rounds {}), {} users",
+            median(ratios.clone()),
+            listed.join(", "),
+            settings.users
         ),
-        (
-            format!("password logins ({} clients)", settings.login_clients),
-            logins,
-            format!("{ratio:.2} x raw hash rate, {} users", settings.users),
-        ),
-        (
-            format!("flow steps ({} clients)", settings.step_clients),
-            steps,
-            "create + identify, each request a step".to_owned(),
-        ),
-    ];
-    for (measure, rate, note) in rows {
-        println!(
-            "  {:<34} {:>10.1} {:>9} {:>9} {:>10} {:>10}  {note}",
-            measure,
-            rate.per_second(),
-            rate.quantile_ms(0.5),
-            rate.quantile_ms(0.99),
-            rate.cpu_ms_per_op(&rate.server),
-            rate.cpu_ms_per_op(&rate.client),
-        );
+    );
+    let best = steps
+        .iter()
+        .map(|(_, r)| r.per_second())
+        .fold(0.0, f64::max);
+    let saturated_at = steps
+        .iter()
+        .find(|(_, r)| r.per_second() >= SATURATED_SHARE * best)
+        .map(|(clients, _)| *clients);
+    for (clients, rate) in steps {
+        let mut note = "create + identify, each request a step".to_owned();
+        if Some(*clients) == saturated_at {
+            note.push_str(&format!(
+                "; fewest clients within {:.0}% of the best rate",
+                SATURATED_SHARE * 100.0
+            ));
+        }
+        print_row(&format!("flow steps ({clients} clients)"), rate, &note);
     }
     println!(
-        "  (cpu ms = CPU milliseconds per operation: server process / bench process, or hash threads)"
+        "  (cpu ms = CPU milliseconds per operation: server process / bench process, or hash threads;"
     );
-    for (what, rate) in [("logins", logins), ("steps", steps)] {
+    println!(
+        "   {} rounds of {} s alternate raw hashes and logins, each ratio against its own round)",
+        settings.rounds,
+        settings.duration.as_secs()
+    );
+    let step_rates = steps
+        .iter()
+        .map(|(clients, rate)| (format!("steps ({clients} clients)"), rate));
+    for (what, rate) in std::iter::once(("logins".to_owned(), &logins)).chain(step_rates) {
         if let Some(server) = &rate.server {
             let per_op = |n: u64| n as f64 / rate.operations.max(1) as f64;
             println!(
@@ -586,6 +700,36 @@ fn print_table(backend: Backend, settings: &Settings, hashes: &Rate, logins: &Ra
         }
     }
     println!("  {}", machine_load());
+    Ok(())
+}
+
+/// All rounds' hashes as one measure, and all rounds' logins as another.
+fn merge_rounds(rounds: Vec<Round>) -> Result<(Rate, Rate)> {
+    let mut rounds = rounds.into_iter();
+    let first = rounds.next().context("no rounds")?;
+    let (mut hashes, mut logins) = (first.hashes, first.logins);
+    for round in rounds {
+        hashes = hashes.merge(round.hashes)?;
+        logins = logins.merge(round.logins)?;
+    }
+    Ok((hashes, logins))
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn print_row(measure: &str, rate: &Rate, note: &str) {
+    println!(
+        "  {:<34} {:>10.1} {:>9} {:>9} {:>10} {:>10}  {note}",
+        measure,
+        rate.per_second(),
+        rate.quantile_ms(0.5),
+        rate.quantile_ms(0.99),
+        rate.cpu_ms_per_op(&rate.server),
+        rate.cpu_ms_per_op(&rate.client),
+    );
 }
 
 /// The load average, so a reader can tell a busy machine from a quiet one.
@@ -632,21 +776,14 @@ async fn main() -> Result<()> {
     let settings = Settings::from_args_and_env()?;
     build_server_binary()?;
     println!(
-        "authflow-bench: {} cores, {} s per measure, binary {}",
+        "authflow-bench: {} cores, {} s per measure, binary {}; {}",
         settings.cores,
         settings.duration.as_secs(),
-        authflow_bin()?.display()
-    );
-    let (duration, cores) = (settings.duration, settings.cores);
-    let hashes = tokio::task::spawn_blocking(move || bench_argon2(duration, cores)).await??;
-    println!(
-        "argon2id: {:.1} hashes/s on {cores} threads, {} CPU ms per hash; {}",
-        hashes.per_second(),
-        hashes.cpu_ms_per_op(&hashes.client),
+        authflow_bin()?.display(),
         machine_load()
     );
     for backend in backends() {
-        bench_backend(backend, &settings, &hashes).await?;
+        bench_backend(backend, &settings).await?;
     }
     Ok(())
 }

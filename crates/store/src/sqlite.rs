@@ -95,7 +95,11 @@ fn connect_options(target: &SqliteTarget) -> Result<SqliteConnectOptions, sqlx::
 }
 
 fn pool_options(target: &SqliteTarget, max_connections: u32) -> SqlitePoolOptions {
-    let options = SqlitePoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
+    // An in-process SQLite connection cannot go stale: a ping before each use would only
+    // add a round trip to the connection's worker thread.
+    let options = SqlitePoolOptions::new()
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .test_before_acquire(false);
     match target {
         // Shared-cache connections lock whole tables without honouring the busy
         // timeout, and the database vanishes with its last connection: keep exactly one.
@@ -815,6 +819,20 @@ pub(crate) enum StateWrite {
     Delete,
 }
 
+/// One `INSERT … ON CONFLICT DO UPDATE` of `(key, value, expires_at)` rows.
+fn upsert_state_rows(rows: &[(&str, &str, i64)]) -> sqlx::QueryBuilder<sqlx::Sqlite> {
+    let mut insert =
+        sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO ephemeral (key, value, expires_at) ");
+    insert.push_values(rows, |mut row, (key, value, expires_at)| {
+        row.push_bind(*key).push_bind(*value).push_bind(*expires_at);
+    });
+    insert.push(
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+         expires_at = excluded.expires_at",
+    );
+    insert
+}
+
 /// Rows per multi-row statement of [`SqliteStore::write_state_batch`] (3 variables each,
 /// well under SQLite's limit of 32766).
 const STATE_ROWS_PER_STATEMENT: usize = 500;
@@ -829,55 +847,41 @@ impl SqliteStore {
             .map_err(sql_err)
     }
 
-    /// Apply a batch of state writes (at most one per key) in one transaction, with one
-    /// statement per few hundred rows: each statement is a hand-off to the SQLite thread.
+    /// Apply a batch of state writes (at most one per key) atomically: one statement per few
+    /// hundred rows (each statement is a hand-off to the SQLite thread), in a transaction
+    /// only when it takes more than one.
     pub(crate) async fn write_state_batch(
         &self,
         writes: &[(String, StateWrite)],
     ) -> StoreResult<()> {
-        let upserts: Vec<(&str, &str, i64)> = writes
+        // A delete is written as an expired row (a tombstone): every read and the restart
+        // load skip expired rows and the sweep removes them, so a batch of additions and
+        // removals is one statement, which SQLite applies atomically without a
+        // BEGIN/COMMIT round trip each.
+        let rows: Vec<(&str, &str, i64)> = writes
             .iter()
-            .filter_map(|(key, write)| match write {
+            .map(|(key, write)| match write {
                 StateWrite::Upsert {
                     value,
                     expires_at_ms,
-                } => Some((key.as_str(), value.as_str(), *expires_at_ms)),
-                StateWrite::Delete => None,
+                } => (key.as_str(), value.as_str(), *expires_at_ms),
+                StateWrite::Delete => (key.as_str(), "", 0),
             })
             .collect();
-        let deletes: Vec<&str> = writes
-            .iter()
-            .filter(|(_, write)| *write == StateWrite::Delete)
-            .map(|(key, _)| key.as_str())
-            .collect();
         let _write = self.writes.lock().await;
+        if rows.len() <= STATE_ROWS_PER_STATEMENT {
+            let mut upsert = upsert_state_rows(&rows);
+            upsert.build().execute(&self.pool).await.map_err(sql_err)?;
+            return Ok(());
+        }
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(sql_err)?;
-        for chunk in upserts.chunks(STATE_ROWS_PER_STATEMENT) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO ephemeral (key, value, expires_at) ",
-            );
-            insert.push_values(chunk, |mut row, (key, value, expires_at)| {
-                row.push_bind(*key).push_bind(*value).push_bind(*expires_at);
-            });
-            insert.push(
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
-                 expires_at = excluded.expires_at",
-            );
-            insert.build().execute(&mut *tx).await.map_err(sql_err)?;
-        }
-        for chunk in deletes.chunks(STATE_ROWS_PER_STATEMENT) {
-            let mut delete =
-                sqlx::QueryBuilder::<sqlx::Sqlite>::new("DELETE FROM ephemeral WHERE key IN (");
-            let mut keys = delete.separated(", ");
-            for key in chunk {
-                keys.push_bind(*key);
-            }
-            delete.push(")");
-            delete.build().execute(&mut *tx).await.map_err(sql_err)?;
+        for chunk in rows.chunks(STATE_ROWS_PER_STATEMENT) {
+            let mut upsert = upsert_state_rows(chunk);
+            upsert.build().execute(&mut *tx).await.map_err(sql_err)?;
         }
         tx.commit().await.map_err(sql_err)
     }

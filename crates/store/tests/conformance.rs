@@ -1054,6 +1054,29 @@ mod memory_state {
         assert_eq!(get("short").await, None, "expired while down");
         assert_eq!(state.incr("counter", 1, LONG).await.unwrap(), 4);
         state.close().await;
+
+        // A consumed or deleted value is overwritten in the file at once (an expired, empty
+        // row), and the sweep removes the row.
+        let stored = |key: &'static str| {
+            let db = fx.db.clone();
+            async move {
+                sqlx::query_scalar::<_, String>("SELECT value FROM ephemeral WHERE key = $1")
+                    .bind(key)
+                    .fetch_optional(db.pool())
+                    .await
+                    .unwrap()
+            }
+        };
+        for key in ["code", "gone"] {
+            assert!(
+                matches!(stored(key).await.as_deref(), None | Some("")),
+                "{key}"
+            );
+        }
+        fx.db.sweep_expired().await.unwrap();
+        assert_eq!(stored("code").await, None);
+        assert_eq!(stored("gone").await, None);
+        assert_eq!(stored("later").await.as_deref(), Some("v"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! Credential rules: passwords, login IDs, masking, random tokens, TOTP, recovery codes,
 //! sealed secrets.
 
+pub mod hash_pool;
 pub mod login_id;
 pub mod mask;
 pub mod password;

@@ -17,11 +17,13 @@ use super::limits::{Bucket, RateLimiter};
 use super::lockout::Lockout;
 use super::oauth::{self, AuthenticationInfo, OAuthSession};
 use super::otp::{Messenger, OtpService};
+use super::reads;
 use super::reauth::IdTokenVerifier;
 use super::settings::EngineSettings;
 use super::state::{FlowState, complete_step, current_step};
 use super::steps;
 use crate::clock::{Clock, SecureRandom};
+use crate::credentials::hash_pool;
 use crate::credentials::password::PasswordHasher;
 use crate::credentials::seal::Sealer;
 use crate::credentials::token;
@@ -103,9 +105,6 @@ pub struct Engine {
     pub(super) lockout: Lockout,
     pub(super) sealer: Arc<Sealer>,
     pub(super) id_tokens: Arc<dyn IdTokenVerifier>,
-    /// At most one argon2 computation per core: more would only thrash the caches (each
-    /// takes 19 MiB) and raise every login's latency without adding throughput.
-    hash_permits: tokio::sync::Semaphore,
 }
 
 impl Engine {
@@ -136,9 +135,6 @@ impl Engine {
             lockout,
             sealer: deps.sealer,
             id_tokens: deps.id_tokens,
-            hash_permits: tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(1, |n| n.get()),
-            ),
         }
     }
 
@@ -147,12 +143,7 @@ impl Engine {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> FlowResult<T> {
-        let _permit = self
-            .hash_permits
-            .acquire()
-            .await
-            .map_err(|e| FlowError::Unexpected(format!("hash permits: {e}")))?;
-        tokio::task::spawn_blocking(work)
+        hash_pool::run(work)
             .await
             .map_err(|e| FlowError::Unexpected(format!("password task: {e}")))
     }
@@ -193,22 +184,25 @@ impl Engine {
             request_query,
             batch_input,
         } = request;
-        let flow = self.resolve_flow(kind, name)?;
-        let mut state = FlowState::new(token::flow_id(&*self.rng), flow, self.clock.now());
-        state.oauth_x_ref = self.oauth_tie_in(url_query, request_query).await?;
-        if kind == FlowKind::Reauth {
-            super::reauth::identify_at_create(self, ctx, flow, &mut state)
+        reads::within_call(async move {
+            let flow = self.resolve_flow(kind, name)?;
+            let mut state = FlowState::new(token::flow_id(&*self.rng), flow, self.clock.now());
+            state.oauth_x_ref = self.oauth_tie_in(url_query, request_query).await?;
+            if kind == FlowKind::Reauth {
+                super::reauth::identify_at_create(self, ctx, flow, &mut state)
+                    .await
+                    .map_err(|e| with_kind(e, kind))?;
+            }
+            self.run_automatic_steps(ctx, &mut state)
                 .await
                 .map_err(|e| with_kind(e, kind))?;
-        }
-        self.run_automatic_steps(ctx, &mut state)
-            .await
-            .map_err(|e| with_kind(e, kind))?;
-        let first = self.save(&mut state).await.map_err(InputError::from)?;
-        match batch_input {
-            None => self.view(&state, first).await.map_err(InputError::from),
-            Some(inputs) => self.feed_batch(ctx, state, first, inputs).await,
-        }
+            let first = self.save(&mut state).await.map_err(InputError::from)?;
+            match batch_input {
+                None => self.view(&state, first).await.map_err(InputError::from),
+                Some(inputs) => self.feed_batch(ctx, state, first, inputs).await,
+            }
+        })
+        .await
     }
 
     /// Feed one input to the state of `state_token`.
@@ -228,9 +222,12 @@ impl Engine {
         state_token: &str,
         inputs: Vec<Value>,
     ) -> Result<StateView, InputError> {
-        let state = self.load(state_token).await?;
-        self.feed_batch(ctx, state, state_token.to_string(), inputs)
-            .await
+        reads::within_call(async move {
+            let state = self.load(state_token).await?;
+            self.feed_batch(ctx, state, state_token.to_string(), inputs)
+                .await
+        })
+        .await
     }
 
     /// A recovery link's code sent without a state token (spec 8.14): a new `default`
@@ -241,22 +238,28 @@ impl Engine {
         code: &str,
     ) -> Result<StateView, InputError> {
         let kind = FlowKind::AccountRecovery;
-        let flow = self.resolve_flow(kind, "default")?;
-        let mut state = FlowState::new(token::flow_id(&*self.rng), flow, self.clock.now());
-        self.run_automatic_steps(ctx, &mut state)
-            .await
-            .map_err(|e| with_kind(e, kind))?;
-        super::recovery::flow_from_link(self, ctx, flow, &mut state, code)
-            .await
-            .map_err(|e| with_kind(e, kind))?;
-        let token = self.save(&mut state).await.map_err(InputError::from)?;
-        self.view(&state, token).await.map_err(InputError::from)
+        reads::within_call(async move {
+            let flow = self.resolve_flow(kind, "default")?;
+            let mut state = FlowState::new(token::flow_id(&*self.rng), flow, self.clock.now());
+            self.run_automatic_steps(ctx, &mut state)
+                .await
+                .map_err(|e| with_kind(e, kind))?;
+            super::recovery::flow_from_link(self, ctx, flow, &mut state, code)
+                .await
+                .map_err(|e| with_kind(e, kind))?;
+            let token = self.save(&mut state).await.map_err(InputError::from)?;
+            self.view(&state, token).await.map_err(InputError::from)
+        })
+        .await
     }
 
     /// Re-render the state of a token without consuming anything (spec 3.3).
     pub async fn read(&self, state_token: &str) -> FlowResult<StateView> {
-        let state = self.load(state_token).await?;
-        self.view(&state, state_token.to_string()).await
+        reads::within_call(async move {
+            let state = self.load(state_token).await?;
+            self.view(&state, state_token.to_string()).await
+        })
+        .await
     }
 
     async fn feed_batch(
@@ -571,7 +574,7 @@ impl Engine {
         }
         if !state.is_new_user {
             // No flow finishes for a disabled user, whatever its steps (spec 8.19).
-            if let Some(user) = self.db.get_user(&user_id).await?
+            if let Some(user) = super::reads::user(&*self.db, &user_id).await?
                 && user.disabled
             {
                 return Err(FlowError::DisabledUser {
@@ -641,6 +644,7 @@ impl Engine {
             }
             other => FlowError::Store(other),
         })?;
+        reads::forget();
         if state.device_token_requested {
             cookies.push(super::device_token::issue(self, &user_id).await?);
         }

@@ -12,6 +12,7 @@ pub mod oauth;
 pub mod oob;
 pub mod otp;
 pub mod profile;
+mod reads;
 pub mod reauth;
 pub mod recovery;
 mod second_factor;

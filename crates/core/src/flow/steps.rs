@@ -509,7 +509,7 @@ pub(super) async fn user_authenticators(
     let mut list = if state.is_new_user {
         Vec::new()
     } else {
-        engine.db.list_authenticators(user_id).await?
+        super::reads::authenticators(&*engine.db, user_id).await?
     };
     list.extend(state.pending.authenticators.iter().cloned());
     Ok(list)
@@ -829,7 +829,7 @@ async fn check_account_status(engine: &Engine, state: &FlowState) -> FlowResult<
     let Some(user_id) = &state.user_id else {
         return Ok(Entered::Done(None));
     };
-    match engine.db.get_user(user_id).await? {
+    match super::reads::user(&*engine.db, user_id).await? {
         Some(user) if user.disabled => Err(FlowError::DisabledUser {
             reason: user.disabled_reason,
         }),

@@ -209,7 +209,7 @@ pub async fn verify_password(
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, AuthApiError> {
-    tokio::task::spawn_blocking(work)
+    authflow_core::credentials::hash_pool::run(work)
         .await
         .map_err(|e| AuthApiError::Internal(format!("password task: {e}")))
 }

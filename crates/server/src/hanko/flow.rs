@@ -586,7 +586,7 @@ async fn execute(
             // As long as a real check takes (spec 6.4).
             let hasher = call.app.auth_api.hasher.clone();
             let password = text(&values, "password").to_string();
-            let _ = tokio::task::spawn_blocking(move || {
+            let _ = authflow_core::credentials::hash_pool::run(move || {
                 hasher.hash(&password, &authflow_core::clock::OsRandom)
             })
             .await;
