@@ -24,8 +24,7 @@ pub enum HashJobError {
 
 /// A fixed pool of hashing threads. [`run`] uses the process-wide one.
 pub struct HashPool {
-    jobs: Mutex<Sender<Job>>,
-    threads: usize,
+    jobs: Sender<Job>,
 }
 
 impl HashPool {
@@ -40,14 +39,7 @@ impl HashPool {
                 .name(format!("authflow-hash-{n}"))
                 .spawn(move || work_through(&queue))?;
         }
-        Ok(HashPool {
-            jobs: Mutex::new(jobs),
-            threads,
-        })
-    }
-
-    pub fn threads(&self) -> usize {
-        self.threads
+        Ok(HashPool { jobs })
     }
 
     /// Runs `work` on a hashing thread once one is free. A job whose caller has gone away
@@ -63,11 +55,7 @@ impl HashPool {
             }
             let _ = done.send(catch_unwind(AssertUnwindSafe(work)));
         });
-        self.jobs
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .send(job)
-            .map_err(|_| HashJobError::PoolGone)?;
+        self.jobs.send(job).map_err(|_| HashJobError::PoolGone)?;
         match result.await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(_)) => Err(HashJobError::Panicked),
