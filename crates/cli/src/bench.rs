@@ -9,9 +9,9 @@
 //! identify). (1) and (2) alternate for `--rounds` rounds of `--duration` seconds each, and
 //! the login rate is compared with the hash rate of its own round: a shared machine's speed
 //! drifts by more than the gap being measured, so a baseline taken once at the start would
-//! compare a fast minute with a slow one. It builds and starts `target/release/authflow` (or runs `AUTHFLOW_BIN`) through the
-//! testkit on SQLite, and on PostgreSQL + Redis when `AUTHFLOW_TEST_POSTGRES_URL` and
-//! `AUTHFLOW_TEST_REDIS_URL` are set. Every option may also be given as an environment variable
+//! compare a fast minute with a slow one. It builds and starts `target/release/authflow` (or
+//! runs `AUTHFLOW_BIN`) through the testkit on SQLite, and on PostgreSQL + Redis when
+//! `AUTHFLOW_TEST_POSTGRES_URL` and `AUTHFLOW_TEST_REDIS_URL` are set. Every option may also be given as an environment variable
 //! (`AUTHFLOW_BENCH_DURATION`, `AUTHFLOW_BENCH_ROUNDS`, `AUTHFLOW_BENCH_LOGIN_CLIENTS`,
 //! `AUTHFLOW_BENCH_STEP_CLIENTS`, `AUTHFLOW_BENCH_USERS`).
 
@@ -654,9 +654,10 @@ fn print_table(
         &format!("password logins ({} clients)", settings.login_clients),
         &logins,
         &format!(
-            "{:.2} x raw hash rate (median of rounds {}), {} users",
+            "{:.2} x raw hash rate (median of rounds {}; all rounds {:.2}), {} users",
             median(ratios.clone()),
             listed.join(", "),
+            logins.per_second() / hashes.per_second().max(1e-9),
             settings.users
         ),
     );

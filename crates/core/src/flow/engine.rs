@@ -574,7 +574,7 @@ impl Engine {
         }
         if !state.is_new_user {
             // No flow finishes for a disabled user, whatever its steps (spec 8.19).
-            if let Some(user) = super::reads::user(&*self.db, &user_id).await?
+            if let Some(user) = reads::user(&*self.db, &user_id).await?
                 && user.disabled
             {
                 return Err(FlowError::DisabledUser {

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::future::Future;
 
 use crate::model::{Authenticator, User};
-use crate::store::Database;
+use crate::store::{Database, StoreResult};
 
 use super::error::FlowResult;
 
@@ -35,27 +35,33 @@ pub(super) async fn authenticators(
     db: &dyn Database,
     user_id: &str,
 ) -> FlowResult<Vec<Authenticator>> {
-    if let Some(list) = remembered(|reads| reads.authenticators.get(user_id).cloned()) {
-        return Ok(list);
-    }
-    let list = db.list_authenticators(user_id).await?;
-    remember(|reads| {
-        reads
-            .authenticators
-            .insert(user_id.to_owned(), list.clone());
-    });
-    Ok(list)
+    read_once(
+        |reads| &mut reads.authenticators,
+        user_id,
+        db.list_authenticators(user_id),
+    )
+    .await
 }
 
 pub(super) async fn user(db: &dyn Database, user_id: &str) -> FlowResult<Option<User>> {
-    if let Some(user) = remembered(|reads| reads.users.get(user_id).cloned()) {
-        return Ok(user);
+    read_once(|reads| &mut reads.users, user_id, db.get_user(user_id)).await
+}
+
+/// The memo's entry for `user_id` in `table`, or else `read`'s answer, remembered. `read` is
+/// not polled when the memo has the entry.
+async fn read_once<T: Clone>(
+    table: fn(&mut CallReads) -> &mut HashMap<String, T>,
+    user_id: &str,
+    read: impl Future<Output = StoreResult<T>>,
+) -> FlowResult<T> {
+    if let Some(found) = remembered(|reads| table(reads).get(user_id).cloned()) {
+        return Ok(found);
     }
-    let user = db.get_user(user_id).await?;
+    let found = read.await?;
     remember(|reads| {
-        reads.users.insert(user_id.to_owned(), user.clone());
+        table(reads).insert(user_id.to_owned(), found.clone());
     });
-    Ok(user)
+    Ok(found)
 }
 
 /// The call wrote to the database: later reads must see the writes.
@@ -63,9 +69,9 @@ pub(super) fn forget() {
     remember(|reads| *reads = CallReads::default());
 }
 
-fn remembered<T>(lookup: impl FnOnce(&CallReads) -> Option<T>) -> Option<T> {
+fn remembered<T>(lookup: impl FnOnce(&mut CallReads) -> Option<T>) -> Option<T> {
     READS
-        .try_with(|reads| lookup(&reads.borrow()))
+        .try_with(|reads| lookup(&mut reads.borrow_mut()))
         .ok()
         .flatten()
 }
@@ -101,5 +107,33 @@ mod tests {
         })
         .await;
         assert!(remembered(|reads| reads.users.get("u").cloned()).is_none());
+    }
+
+    #[tokio::test]
+    async fn read_once_reads_the_database_once_per_call_and_again_after_a_commit() {
+        let reads = std::sync::atomic::AtomicUsize::new(0);
+        let read = || async {
+            reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(None)
+        };
+        fn users(reads: &mut CallReads) -> &mut HashMap<String, Option<User>> {
+            &mut reads.users
+        }
+        within_call(async {
+            assert_eq!(read_once(users, "u", read()).await.unwrap(), None);
+            assert_eq!(read_once(users, "u", read()).await.unwrap(), None);
+            assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 1);
+            forget();
+            read_once(users, "u", read()).await.unwrap();
+            assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 2);
+        })
+        .await;
+        read_once(users, "u", read()).await.unwrap();
+        read_once(users, "u", read()).await.unwrap();
+        assert_eq!(
+            reads.load(std::sync::atomic::Ordering::SeqCst),
+            4,
+            "outside a call"
+        );
     }
 }
